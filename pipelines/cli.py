@@ -1,0 +1,57 @@
+"""The `quorum-sms` command: parse, call, print, exit code.
+
+Each area registers its own subcommands (`register(subparsers)` in `pipelines/*/cli.py`), so
+this module stays a thin dispatcher. Errors are typed (`pipelines.errors`) and become one
+paragraph on stderr plus the error's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from pipelines.errors import QuorumSmsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every area's subcommands."""
+    from pipelines import sync_cli
+    from pipelines.simulator import cli as simulator_cli
+    from pipelines.warehouse import cli as warehouse_cli
+
+    parser = argparse.ArgumentParser(
+        prog="quorum-sms",
+        description="Quorum SendSMS data into DuckDB, with delivery and conversion metrics.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sync_cli.register(subparsers)
+    simulator_cli.register(subparsers)
+    warehouse_cli.register(subparsers)
+    return parser
+
+
+def print_error(error: BaseException) -> None:
+    """Print an error as one wrapped paragraph on stderr."""
+    text = " ".join(str(error).split())
+    print(textwrap.fill(f"error: {text}", width=100), file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except QuorumSmsError as error:
+        print_error(error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing after the last completed load was kept", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""HTTP access to the Quorum API: credentials, timeouts, retries, rate limiting, redaction.
+
+This is the only module that sees URLs and the API key. Quorum authenticates with the query
+parameters `username` and `api_key`, so every URL (including the API's own `meta.next`) holds
+the key: nothing here ever puts a URL into an exception or a log line without `redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from pipelines.errors import (
+    ApiBadRequestError,
+    ApiRequestError,
+    ApiUnavailableError,
+    AuthError,
+    ConfigError,
+    SendOutcomeUnknownError,
+)
+from pipelines.quorum import settings
+
+Params = Sequence[tuple[str, str | int | float | bool | None]]
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+_KEY_IN_QUERY = re.compile(r"(api_key=)[^&\s\"'#]+", re.IGNORECASE)
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that `redact` masks it wherever it appears."""
+    if value:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask every registered secret and every `api_key=` query value in `text`."""
+    text = _KEY_IN_QUERY.sub(r"\1***", text)
+    with _SECRETS_LOCK:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter that redacts credentials from every record that passes through it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with secrets masked; never drop the record."""
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Redact the loggers of the HTTP stack, which log full request URLs at INFO level."""
+    for name in ("httpx", "httpcore", "dlt", "urllib3"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+    # httpx logs "HTTP Request: GET <url with api_key>" at INFO: keep it out of cron mails.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class TransientApiError(Exception):
+    """A failure worth retrying: 429, 5xx, a dropped connection, a timeout, a bad body."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class ClientStats:
+    """Counters a sync reports in its summary; safe to update from several threads."""
+
+    requests: int = 0
+    retries: int = 0
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_request(self) -> None:
+        """Count one HTTP request sent."""
+        with self._lock:
+            self.requests += 1
+
+    def count_retry(self, reason: str) -> None:
+        """Count one retry and why it happened."""
+        with self._lock:
+            self.retries += 1
+            self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
+
+
+class RateLimiter:
+    """Spaces requests so that at most `per_second` start in any second, across threads."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self._interval = 1.0 / per_second if per_second else 0.0
+        self._next_slot = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until this caller may send its request."""
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def validate_base_url(base_url: str) -> str:
+    """Return the base URL without a trailing slash, or raise ConfigError if it is malformed."""
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(
+            f"The API base URL {redact(base_url)!r} is not a valid http(s) URL without a query. "
+            "Set it with --base-url, QUORUM_BASE_URL or [sources.quorum] base_url in "
+            ".dlt/config.toml, for example https://www.quorum.us."
+        )
+    if parts.hostname == "quorum.us":
+        raise ConfigError(
+            "The API base URL must be https://www.quorum.us (with www): the bare host answers GET "
+            "but not POST. Fix --base-url, QUORUM_BASE_URL or .dlt/config.toml."
+        )
+    return base_url.strip().rstrip("/")
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class QuorumClient:
+    """A small, thread-safe client for the two SendSMS endpoints the product uses.
+
+    Args:
+        base_url: scheme and host of the API, e.g. `https://www.quorum.us`.
+        username: the Quorum API user.
+        api_key: the Quorum API key; it is redacted from everything this client raises or logs.
+        timeout: seconds for connect, read and write of one request.
+        max_attempts: attempts per request, the first included, for transient failures.
+        max_total_wait: seconds one request may spend in retries before giving up.
+        backoff_initial: first backoff in seconds; it doubles per attempt, with full jitter.
+        backoff_max: ceiling of one backoff.
+        requests_per_second: optional ceiling on the request rate, shared by all threads.
+        max_connections: size of the connection pool (the concurrency of a sync).
+        on_retry: called with a short reason and the seconds to wait before each retry.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        api_key: str,
+        *,
+        timeout: float = settings.DEFAULT_TIMEOUT_SECONDS,
+        max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
+        max_total_wait: float = settings.DEFAULT_MAX_TOTAL_WAIT_SECONDS,
+        backoff_initial: float = settings.DEFAULT_BACKOFF_INITIAL_SECONDS,
+        backoff_max: float = settings.DEFAULT_BACKOFF_MAX_SECONDS,
+        requests_per_second: float | None = None,
+        max_connections: int = 8,
+        on_retry: Callable[[str, float], None] | None = None,
+    ) -> None:
+        if not username or not api_key:
+            raise ConfigError(
+                "No Quorum credentials are configured. Set QUORUM_USERNAME and QUORUM_API_KEY "
+                "(or [sources.quorum] username and api_key in .dlt/secrets.toml; see "
+                ".dlt/secrets.toml.example)."
+            )
+        register_secret(api_key)
+        install_log_redaction()
+        self.base_url = validate_base_url(base_url)
+        self._auth = {"username": username, "api_key": api_key}
+        self.max_attempts = max_attempts
+        self.max_total_wait = max_total_wait
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.stats = ClientStats()
+        self._on_retry = on_retry
+        self._rate = RateLimiter(requests_per_second)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"Accept": "application/json", "User-Agent": "quorum-sms"},
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> QuorumClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get_json(self, path: str, params: Params) -> Any:
+        """GET `path` with `params` plus the credentials; return the decoded JSON body.
+
+        Transient failures are retried with exponential backoff and full jitter, honouring
+        `Retry-After`, within `max_attempts` and `max_total_wait`.
+
+        Raises:
+            AuthError: 401 or 403 (never retried).
+            ApiRequestError: 400 or another non-retryable status; quotes the API's message.
+            ApiUnavailableError: the API kept failing past every retry.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientApiError),
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_total_wait),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._get_once, path, params)
+        except TransientApiError as error:
+            raise ApiUnavailableError(
+                f"The Quorum API kept failing on {path}: {error} (gave up after "
+                f"{retrying.statistics.get('attempt_number', self.max_attempts)} attempts). "
+                "Nothing from this run was loaded and the saved cursor is unchanged; run the "
+                "sync again later, and check the API's status if it keeps happening."
+            ) from None
+
+    def _get_once(self, path: str, params: Params) -> Any:
+        self._rate.wait()
+        self.stats.count_request()
+        query: list[tuple[str, str | int | float | bool | None]] = [*params, *self._auth.items()]
+        try:
+            response = self._http.get(path, params=query)
+        except httpx.TimeoutException:
+            raise TransientApiError("the request timed out") from None
+        except httpx.TransportError as error:
+            raise TransientApiError(
+                f"the connection failed ({type(error).__name__})"
+            ) from None
+        self._raise_for_status(response, path)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise TransientApiError("the response body was not valid JSON") from None
+
+    def _raise_for_status(self, response: httpx.Response, path: str) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        if status in (401, 403):
+            raise AuthError(
+                f"The Quorum API refused the credentials ({status} on {path}). Check "
+                "QUORUM_USERNAME and QUORUM_API_KEY (or [sources.quorum] username and api_key in "
+                ".dlt/secrets.toml): the key must belong to that user and have API access."
+            )
+        if status == 429 or status >= 500:
+            raise TransientApiError(f"HTTP {status}", retry_after=_retry_after_seconds(response))
+        error_class = ApiBadRequestError if status == 400 else ApiRequestError
+        raise error_class(
+            f"The Quorum API rejected the request to {path} with HTTP {status}: "
+            f"{_api_message(response)}. This is a bug or an unsupported setting; report it "
+            "with this message."
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_random_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
+        seconds = float(backoff(state))
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, TransientApiError) and error.retry_after is not None:
+            seconds = max(seconds, error.retry_after)
+        return seconds
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        reason = str(error) if error is not None else "unknown"
+        self.stats.count_retry(reason)
+        if self._on_retry is not None:
+            sleep = state.next_action.sleep if state.next_action is not None else 0.0
+            self._on_retry(reason, sleep)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send_individual_sms(self, supporter_id: int, message: str) -> dict[str, Any]:
+        """POST one text to one supporter and return the API's 201 body.
+
+        Never retried: when the outcome is unknown (timeout, dropped connection, 5xx) the text
+        may have gone out, and texting a supporter twice is worse than failing.
+
+        Raises:
+            AuthError: 401/403.
+            ApiRequestError: 400 (the API's reason is quoted) or another unexpected status.
+            SendOutcomeUnknownError: the outcome cannot be known.
+        """
+        self._rate.wait()
+        self.stats.count_request()
+        check = (
+            "Check whether it went out with `quorum-sms sync` and a look at the newest texts "
+            f"of supporter {supporter_id} before sending again."
+        )
+        try:
+            response = self._http.post(
+                settings.SEND_PATH,
+                params=list(self._auth.items()),
+                json={"supporter_id": supporter_id, "message": message},
+            )
+        except httpx.TransportError as error:
+            raise SendOutcomeUnknownError(
+                f"The send request failed before an answer arrived ({type(error).__name__}); "
+                f"the text may or may not have been sent, so it was NOT retried. {check}"
+            ) from None
+        status = response.status_code
+        if status >= 500:
+            raise SendOutcomeUnknownError(
+                f"The Quorum API answered HTTP {status} ({_api_message(response)}); the text may "
+                f"or may not have been sent, so it was NOT retried. {check}"
+            )
+        if status in (400, 401, 403, 404) or status >= 300:
+            if status in (401, 403):
+                self._raise_for_status(response, settings.SEND_PATH)
+            raise ApiRequestError(
+                f"The Quorum API refused the text (HTTP {status}): {_api_message(response)}. "
+                "Nothing was sent; fix the supporter id or the message and try again."
+            )
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise SendOutcomeUnknownError(
+                f"The API accepted the text (HTTP {status}) but its answer was not JSON. {check}"
+            ) from None
+        if not isinstance(body, dict):
+            raise SendOutcomeUnknownError(f"The API's answer was not an object. {check}")
+        return body
+
+
+def _api_message(response: httpx.Response) -> str:
+    """The API's own error text (`error` or `error_message`), or a short excerpt of the body."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("error", "error_message"):
+            if isinstance(body.get(key), str):
+                return redact(body[key])
+    text = response.text.strip()
+    if not text:
+        return "an empty body"
+    return redact(" ".join(text.split())[:200])

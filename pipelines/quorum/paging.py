@@ -1,0 +1,312 @@
+"""Paging through SendSMS so that nothing is lost or skipped while the data moves.
+
+Offset paging over a set ordered by `updated` loses records: when a record already read is
+updated during the run, it jumps to the end and everything after it shifts back by one, so
+the record at the next offset is never served. This module pages by key instead:
+
+* **Keyset** (the fast path): `updated__gte=<last updated read>` with
+  `order_by=updated&order_by=id`, skipping the records of the boundary instant already read.
+  A record updated mid-run moves *after* the read position, so it is read again later in
+  the same run. When more records share one `updated` instant than a page holds, that
+  instant is read as a bucket `[t, t + resolution)` ordered by `id` with `id__gt`.
+  Every page is checked: `updated` must not go backwards and must respect the filter. If the
+  server refuses the filter or the ordering (400) or ignores them, the pager falls back.
+* **Full scan** (the fallback, still correct, slower): every record in the server's default
+  `id` order, by `id__gt` when the server filters on `id`, else by offset (stable in `id`
+  order, since updates do not move a record and new records get new, larger ids). The
+  cursor is then applied on the client by dlt's incremental.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipelines.errors import ApiBadRequestError, ApiRequestError, BadRecordError
+from pipelines.quorum import settings
+from pipelines.quorum.client import QuorumClient
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+Page = list[Record]
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+ONE_SECOND = timedelta(seconds=1)
+
+
+class CapabilityError(Exception):
+    """The server does not filter or order by `updated` as keyset paging needs."""
+
+
+@dataclass
+class PagingStats:
+    """What the pager did, for the run summary."""
+
+    pages: int = 0
+    records: int = 0
+    mode: str = "keyset"
+    fallback_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_api_time(value: Any, *, record_id: Any = None, field_name: str = "?") -> datetime:
+    """Parse one of the API's ISO 8601 forms into an aware UTC datetime.
+
+    Naive values are UTC (the contract); `Z` and numeric offsets are converted.
+
+    Raises:
+        BadRecordError: the value is not an ISO 8601 date-time.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+    raise BadRecordError(
+        f"SendSMS record {record_id} has a `{field_name}` that is not an ISO 8601 date-time "
+        f"({str(value)[:40]!r}). Nothing from this run was loaded and the saved cursor is "
+        "unchanged. This is a data problem at the source: report the record id to Quorum "
+        "support; the sync will load the record once it is fixed."
+    )
+
+
+def format_api_time(value: datetime) -> str:
+    """Format a datetime for a filter: UTC, explicit offset, microseconds when non-zero."""
+    return value.astimezone(UTC).isoformat()
+
+
+def _record_key(record: Any) -> tuple[datetime, int]:
+    if not isinstance(record, dict) or not isinstance(record.get("id"), int):
+        raise BadRecordError(
+            "The API returned a SendSMS record without an integer `id` "
+            f"({str(record)[:80]!r}...). Nothing from this run was loaded and the saved cursor "
+            "is unchanged; report it to Quorum support."
+        )
+    updated = parse_api_time(
+        record.get(settings.CURSOR_FIELD), record_id=record["id"], field_name="updated"
+    )
+    return updated, record["id"]
+
+
+def _respects_lower_bound(updated: datetime, lower: datetime) -> bool:
+    # A server that renders whole seconds may show a value that sorts just below the filter.
+    if updated.microsecond == 0:
+        return updated >= lower.replace(microsecond=0)
+    return updated >= lower
+
+
+def _resolution(instant: datetime) -> timedelta:
+    """The width of the bucket that surely holds every record rendered as `instant`."""
+    return ONE_MICROSECOND if instant.microsecond else ONE_SECOND
+
+
+class Pager:
+    """Reads SendSMS pages of records changed at or after `start`, never losing one.
+
+    Args:
+        client: the HTTP client.
+        start: read records with `updated >= start` (None: all records).
+        end: optional exclusive upper bound on `updated`, for slicing a range.
+        page_size: records per request (the API caps it at 1000).
+        on_page: called after every page with the pager's stats (progress display).
+    """
+
+    def __init__(
+        self,
+        client: QuorumClient,
+        start: datetime | None,
+        *,
+        end: datetime | None = None,
+        page_size: int = settings.DEFAULT_PAGE_SIZE,
+        on_page: Callable[[PagingStats], None] | None = None,
+        force_full_scan: bool = False,
+    ) -> None:
+        self.client = client
+        self.start = start
+        self.end = end
+        self.page_size = min(page_size, settings.MAX_PAGE_SIZE)
+        self.stats = PagingStats()
+        self._on_page = on_page
+        self._force_full_scan = force_full_scan
+        #: False for a slice of a concurrent read: the caller falls back for the whole range.
+        self.allow_fallback = True
+
+    def __iter__(self) -> Iterator[Page]:
+        if self._force_full_scan:
+            yield from self._fall_back("full scan requested")
+            return
+        try:
+            yield from self._keyset()
+        except CapabilityError as reason:
+            if not self.allow_fallback:
+                raise
+            yield from self._fall_back(str(reason))
+
+    def _fall_back(self, reason: str) -> Iterator[Page]:
+        self.stats.mode = "full-scan"
+        self.stats.fallback_reason = reason
+        logger.warning("keyset paging unavailable (%s): falling back to a full scan", reason)
+        yield from self._full_scan()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _fetch(self, params: list[tuple[str, str | int]]) -> tuple[Page, bool]:
+        """One page: its objects and whether more pages follow."""
+        body = self.client.get_json(settings.LIST_PATH, [("limit", self.page_size), *params])
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("objects"), list)
+            or not isinstance(body.get("meta"), dict)
+        ):
+            raise ApiRequestError(
+                "The Quorum API returned a page that is not a tastypie list (no `meta` and "
+                "`objects`). Nothing from this run was loaded and the saved cursor is "
+                "unchanged; check --base-url points at the Quorum API."
+            )
+        objects: Page = body["objects"]
+        self.stats.pages += 1
+        more = body["meta"].get("next") is not None and len(objects) > 0
+        return objects, more
+
+    def _emit(self, page: Page) -> Page:
+        self.stats.records += len(page)
+        if self._on_page is not None:
+            self._on_page(self.stats)
+        return page
+
+    def _range_params(self) -> list[tuple[str, str | int]]:
+        return [("updated__lt", format_api_time(self.end))] if self.end is not None else []
+
+    # -- keyset ------------------------------------------------------------------------------
+
+    def _keyset(self) -> Iterator[Page]:
+        lower = self.start
+        top: datetime | None = None
+        seen_at_top: set[int] = set()
+        while True:
+            params: list[tuple[str, str | int]] = [("order_by", "updated"), ("order_by", "id")]
+            if lower is not None:
+                params.append(("updated__gte", format_api_time(lower)))
+            params += self._range_params()
+            try:
+                objects, more = self._fetch(params)
+            except ApiBadRequestError as error:
+                raise CapabilityError(f"the API refused keyset paging: {error}") from None
+            keys = [_record_key(record) for record in objects]
+            self._check_keyset_page(keys, lower)
+            fresh = [
+                record
+                for record, (updated, record_id) in zip(objects, keys, strict=True)
+                if not (updated == top and record_id in seen_at_top)
+            ]
+            for updated, record_id in keys:
+                if top is None or updated > top:
+                    top, seen_at_top = updated, {record_id}
+                elif updated == top:
+                    seen_at_top.add(record_id)
+            if fresh:
+                yield self._emit(fresh)
+            if not more or len(objects) < self.page_size:
+                return
+            assert top is not None
+            if len(seen_at_top) > self.page_size // 2:
+                # One instant holds (nearly) a page: read it as a bucket by id, then go past it.
+                yield from self._bucket(top, seen_at_top)
+                lower, top, seen_at_top = top + _resolution(top), None, set()
+            else:
+                lower = top
+
+    def _check_keyset_page(self, keys: list[tuple[datetime, int]], lower: datetime | None) -> None:
+        previous: datetime | None = None
+        for updated, record_id in keys:
+            if lower is not None and not _respects_lower_bound(updated, lower):
+                raise CapabilityError(
+                    f"the API ignored the `updated__gte` filter (record {record_id})"
+                )
+            if self.end is not None and updated >= self.end:
+                raise CapabilityError(f"the API ignored the `updated__lt` filter ({record_id})")
+            if previous is not None and updated < previous:
+                raise CapabilityError(f"the API ignored `order_by=updated` (record {record_id})")
+            previous = updated
+
+    def _bucket(self, instant: datetime, already_read: set[int]) -> Iterator[Page]:
+        upper = instant + _resolution(instant)
+        last_id: int | None = None
+        while True:
+            params: list[tuple[str, str | int]] = [
+                ("order_by", "id"),
+                ("updated__gte", format_api_time(instant)),
+                ("updated__lt", format_api_time(upper)),
+            ]
+            if last_id is not None:
+                params.append(("id__gt", last_id))
+            try:
+                objects, more = self._fetch(params)
+            except ApiBadRequestError as error:
+                raise CapabilityError(f"the API refused id paging in a bucket: {error}") from None
+            fresh: Page = []
+            for record in objects:
+                updated, record_id = _record_key(record)
+                if (last_id is not None and record_id <= last_id) or not (
+                    _respects_lower_bound(updated, instant) and updated < upper
+                ):
+                    raise CapabilityError("the API ignored `order_by=id` or a filter in a bucket")
+                last_id = record_id
+                if record_id not in already_read:
+                    fresh.append(record)
+            if fresh:
+                yield self._emit(fresh)
+            if not more or len(objects) < self.page_size:
+                return
+
+    # -- full scan ---------------------------------------------------------------------------
+
+    def _full_scan(self) -> Iterator[Page]:
+        last_id: int | None = None
+        offset = 0
+        by_id = True
+        while True:
+            params: list[tuple[str, str | int]] = (
+                [("id__gt", last_id)] if by_id and last_id is not None else []
+            )
+            if not by_id:
+                params = [("offset", offset)]
+            try:
+                objects, more = self._fetch(params)
+            except ApiBadRequestError:
+                if not by_id:
+                    raise
+                by_id = False
+                continue
+            ids = [_record_key(record)[1] for record in objects]
+            in_order = all(b > a for a, b in itertools.pairwise(ids)) and (
+                last_id is None or not ids or ids[0] > last_id
+            )
+            if not in_order:
+                if by_id and last_id is not None:
+                    # `id__gt` was ignored: offset paging, which is stable in id order.
+                    by_id = False
+                    continue
+                raise ApiRequestError(
+                    "The Quorum API neither supports keyset paging nor returns records in "
+                    "`id` order, so no reliable way to read every record is left. Nothing was "
+                    "loaded and the saved cursor is unchanged; report this to Quorum support."
+                )
+            if by_id is False and "offset paging" not in " ".join(self.stats.notes):
+                self.stats.notes.append("the id filter is not available: offset paging by id")
+            if ids:
+                last_id = ids[-1]
+            offset += len(objects)
+            if objects:
+                yield self._emit(objects)
+            if not more or len(objects) < self.page_size:
+                return

@@ -1,0 +1,233 @@
+"""One sync: lock the database, finish any failed load, read what changed, merge, summarise.
+
+The cursor lives in dlt's pipeline state, which dlt commits in the same load as the data it
+belongs to: a run that fails before its load leaves both the warehouse and the cursor as
+they were, and a run killed during its load is finished by the next run before it reads on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import filelock
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from pipelines.config import SyncConfig
+from pipelines.errors import BusyError, QuorumSmsError
+from pipelines.quorum import SourceObserver, quorum_source, settings
+from pipelines.quorum.client import redact
+from pipelines.quorum.normalize import Transform
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncSummary:
+    """What a sync did, for the terminal, a cron mail and the run history."""
+
+    database: Path
+    records_fetched: int = 0
+    records_new: int = 0
+    records_updated: int = 0
+    events_loaded: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    paging_mode: str = "keyset"
+    fallback_reason: str | None = None
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    read_from: str | None = None
+    pending_load_finished: bool = False
+    duration_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary as aligned `label: value` lines."""
+        rows = [
+            ("database", str(self.database)),
+            ("records fetched", f"{self.records_fetched:,}"),
+            ("new", f"{self.records_new:,}"),
+            ("updated", f"{self.records_updated:,}"),
+            ("event rows loaded", f"{self.events_loaded:,}"),
+            ("pages", f"{self.pages:,} ({self.requests:,} requests, {self.retries:,} retries)"),
+            ("paging", f"{self.paging_mode}: {self.fallback_reason or 'as planned'}"),
+            ("read from", self.read_from or "the beginning"),
+            ("cursor before", self.cursor_before or "none (first run)"),
+            ("cursor after", self.cursor_after or "none"),
+            ("duration", f"{self.duration_seconds:.1f} s"),
+        ]
+        if self.pending_load_finished:
+            rows.append(("note", "finished the load a previous run left pending"))
+        rows += [("note", note) for note in self.notes]
+        width = max(len(label) for label, _ in rows)
+        return [f"  {label:<{width}}  {value}" for label, value in rows]
+
+
+def pipelines_dir_for(database: Path) -> Path:
+    """dlt's working folder for a database: beside the file, so state follows the data."""
+    return database.with_name(database.name + ".dlt")
+
+
+def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
+    """The dlt pipeline writing `quorum_raw` into the configured destination."""
+    destination: Any
+    if config.destination == "duckdb":
+        destination = dlt.destinations.duckdb(credentials=str(config.database))
+    else:
+        destination = config.destination
+    return dlt.pipeline(
+        pipeline_name=settings.PIPELINE_NAME,
+        pipelines_dir=str(pipelines_dir_for(config.database)),
+        destination=destination,
+        dataset_name=settings.RAW_DATASET,
+    )
+
+
+@contextlib.contextmanager
+def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
+    """Hold the database's run lock; raise BusyError when another run keeps it."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = database.with_name(database.name + ".lock")
+    lock = filelock.FileLock(str(lock_path), timeout=wait_seconds)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise BusyError(
+            f"Another quorum-sms run is using {database} (it holds {lock_path}); this run waited "
+            f"{wait_seconds:g} s and stopped without changing anything. Runs of one database "
+            "never overlap: if a run is still going, let it finish; the lock is released as "
+            "soon as that process ends."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def saved_cursor(pipeline: dlt.Pipeline) -> str | None:
+    """The `updated` cursor in the pipeline's state, as an ISO string, or None."""
+    state: Any = pipeline.state
+    try:
+        value = state["sources"]["quorum"]["resources"][settings.SENDSMS_TABLE]["incremental"][
+            settings.CURSOR_FIELD
+        ]["last_value"]
+    except (KeyError, TypeError):
+        return None
+    return None if value is None else str(value)
+
+
+def count_records(config: SyncConfig) -> int | None:
+    """Rows in `quorum_raw.sendsms` (DuckDB only), or None when the table does not exist."""
+    if config.destination != "duckdb" or not config.database.exists():
+        return None
+    with duckdb.connect(str(config.database), read_only=True) as connection:
+        try:
+            row = connection.execute(
+                f"select count(*) from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
+            ).fetchone()
+        except duckdb.CatalogException:
+            return None
+    return int(row[0]) if row else None
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The error of ours that dlt wrapped (PipelineStepFailed, extraction errors), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, QuorumSmsError):
+            return current
+        inner = getattr(current, "exception", None)
+        current = inner if isinstance(inner, BaseException) else (
+            current.__cause__ or current.__context__
+        )
+    return error
+
+
+class SyncFailed(QuorumSmsError):
+    """A failure inside dlt that is none of ours; carries a redacted message."""
+
+
+def run_sync(
+    config: SyncConfig,
+    *,
+    on_progress: Callable[[SourceObserver], None] | None = None,
+    transform: Transform | None = None,
+) -> SyncSummary:
+    """Run one sync end to end and return its summary.
+
+    Raises:
+        QuorumSmsError: a typed error (config, auth, API unavailable, bad record, busy, ...).
+    """
+    started = time.monotonic()
+    summary = SyncSummary(database=config.database)
+    with database_lock(config.database, config.lock_wait_seconds):
+        pipeline = make_pipeline(config)
+        try:
+            _sync_locked(pipeline, config, summary, on_progress, transform)
+        except PipelineStepFailed as error:
+            inner = unwrap(error)
+            if isinstance(inner, QuorumSmsError):
+                raise inner from None
+            raise SyncFailed(
+                f"The sync failed in dlt's {error.step} step: {redact(str(inner))[:600]}. "
+                "Nothing from this run was loaded unless the load step had started, and then "
+                "the next run finishes it first; the saved cursor only moves with the data."
+            ) from None
+    summary.duration_seconds = time.monotonic() - started
+    return summary
+
+
+def _sync_locked(
+    pipeline: dlt.Pipeline,
+    config: SyncConfig,
+    summary: SyncSummary,
+    on_progress: Callable[[SourceObserver], None] | None,
+    transform: Transform | None,
+) -> None:
+    pipeline.sync_destination()
+    if pipeline.has_pending_data:
+        # A load that failed (or was killed) last time goes first; then tonight's data.
+        if pipeline.list_extracted_load_packages():
+            pipeline.normalize()
+        pipeline.load()
+        summary.pending_load_finished = True
+    summary.cursor_before = None if config.full_refresh else saved_cursor(pipeline)
+    rows_before = None if config.full_refresh else count_records(config)
+    observer = SourceObserver(on_page=on_progress)
+    source = quorum_source(**config.source_kwargs(), observer=observer, transform=transform)
+    if config.full_refresh:
+        pipeline.run(source, loader_file_format="parquet", refresh="drop_sources")
+    else:
+        pipeline.run(source, loader_file_format="parquet")
+    summary.read_from = observer.cursor_start.isoformat() if observer.cursor_start else None
+    summary.cursor_after = saved_cursor(pipeline)
+    summary.pages = observer.pages
+    summary.records_fetched = observer.records
+    if observer.client is not None:
+        summary.requests = observer.client.stats.requests
+        summary.retries = observer.client.stats.retries
+    for stats in observer.pagers:
+        if stats.fallback_reason:
+            summary.paging_mode = stats.mode
+            summary.fallback_reason = redact(stats.fallback_reason)
+        summary.notes += stats.notes
+    trace = pipeline.last_trace
+    normalize_info = trace.last_normalize_info if trace is not None else None
+    row_counts = normalize_info.row_counts if normalize_info is not None else {}
+    loaded = int(row_counts.get(settings.SENDSMS_TABLE, 0))
+    summary.events_loaded = int(row_counts.get(settings.EVENTS_TABLE, 0))
+    rows_after = count_records(config)
+    if rows_after is not None:
+        summary.records_new = rows_after - (rows_before or 0)
+        summary.records_updated = max(0, min(loaded, summary.records_fetched) - summary.records_new)

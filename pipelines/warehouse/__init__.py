@@ -1,0 +1,1 @@
+"""After the load: the SQL model runner, data checks, report, HTML report and export."""

@@ -1,0 +1,89 @@
+"""Where the warehouse lives and how this package opens it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from pipelines.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATABASE = Path("data") / "quorum.duckdb"
+DATABASE_ENV = "QUORUM_DATABASE"
+DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
+RAW_SCHEMA = "quorum_raw"
+MARTS_SCHEMA = "analytics"
+
+
+def resolve_database(arg: str | os.PathLike[str] | None) -> Path:
+    """Choose the DuckDB file: the argument, else $QUORUM_DATABASE, else data/quorum.duckdb.
+
+    Args:
+        arg: the `--database` value, or None when the user gave none.
+
+    Returns:
+        An absolute path; a relative default is taken from the project root, a relative
+        argument or environment value from the current directory.
+    """
+    if arg is not None and str(arg).strip():
+        return Path(arg).expanduser().resolve()
+    from_env = os.environ.get(DATABASE_ENV, "").strip()
+    if from_env:
+        return Path(from_env).expanduser().resolve()
+    return (PROJECT_ROOT / DEFAULT_DATABASE).resolve()
+
+
+def connect(
+    database_path: str | os.PathLike[str], *, read_only: bool, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open an existing warehouse file, with UTC as the session time zone.
+
+    Args:
+        database_path: the DuckDB file; it must exist.
+        read_only: open without taking the write lock (report, export).
+        threads: DuckDB worker threads; DuckDB's default (all cores) when None.
+
+    Raises:
+        ConfigError: the file does not exist or DuckDB cannot open it.
+    """
+    path = Path(database_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"There is no DuckDB database at {path}. Run `quorum-sms sync` first to load the "
+            "raw tables, or point --database (or QUORUM_DATABASE) at the right file."
+        )
+    try:
+        config = {"threads": str(threads)} if threads else {}
+        connection = duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.Error as error:
+        raise ConfigError(
+            f"DuckDB cannot open {path}: {error}. If another process (a sync, a BI tool) holds "
+            "it open for writing, wait for it to finish and try again."
+        ) from error
+    # Dates derived at build time (send_date) must not depend on the machine's time zone.
+    connection.execute("set TimeZone = 'UTC'")
+    return connection
+
+
+def schema_tables(connection: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    """Names of the base tables of a schema, sorted."""
+    rows = connection.execute(
+        "select table_name from information_schema.tables "
+        "where table_schema = ? and table_type = 'BASE TABLE' order by table_name",
+        [schema],
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def require_marts(connection: duckdb.DuckDBPyConnection, path: Path, tables: list[str]) -> None:
+    """Raise a ConfigError naming the fix when the marts have not been built yet."""
+    present = set(schema_tables(connection, MARTS_SCHEMA))
+    missing = [name for name in tables if name not in present]
+    if missing:
+        raise ConfigError(
+            f"The database {path} has no {MARTS_SCHEMA}.{missing[0]} table"
+            f"{' (and ' + str(len(missing) - 1) + ' more)' if len(missing) > 1 else ''}: "
+            "the SQL models have not been built. Run `quorum-sms models` (or a sync) first."
+        )

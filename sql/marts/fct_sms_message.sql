@@ -1,0 +1,238 @@
+-- One row per SendSMS record (outbound and inbound, archived or not; deleted ones are gone
+-- in staging). current_status decides the status; the events only give the times.
+with records as (
+    select
+        sendsms_id,
+        bulk_sms_id,
+        campaign_description,
+        campaign_scheduled_at,
+        supporter_id,
+        associated_number,
+        message_uuid,
+        direction_code,
+        direction,
+        status_code,
+        status,
+        status_category,
+        segments,
+        opens,
+        converted,
+        archived,
+        created_at,
+        updated_at,
+        send_time
+    from staging.stg_quorum__sendsms
+),
+
+events as (
+    select
+        sendsms_id,
+        event_type,
+        occurred_at,
+        error_code,
+        error_message,
+        carrier
+    from staging.stg_quorum__sendsms_events
+),
+
+event_times as (
+    -- the first time each event happened (a record normally has one row per event type)
+    select
+        sendsms_id,
+        min(occurred_at) filter (where event_type = 'queued') as queued_at,
+        min(occurred_at) filter (where event_type = 'sent') as sent_at,
+        min(occurred_at) filter (where event_type = 'delivered') as delivered_at,
+        min(occurred_at) filter (where event_type = 'failed') as failed_at,
+        min(occurred_at) filter (where event_type = 'undelivered') as undelivered_at,
+        min(occurred_at) filter (where event_type = 'rejected') as rejected_at,
+        arg_min(error_code, occurred_at) filter (where event_type = 'failed') as failed_error_code,
+        arg_min(error_code, occurred_at) filter (where event_type = 'undelivered')
+            as undelivered_error_code,
+        arg_min(error_code, occurred_at) filter (where event_type = 'rejected')
+            as rejected_error_code,
+        arg_min(error_message, occurred_at) filter (where event_type = 'failed')
+            as failed_error_message,
+        arg_min(error_message, occurred_at) filter (where event_type = 'undelivered')
+            as undelivered_error_message,
+        arg_min(error_message, occurred_at) filter (where event_type = 'rejected')
+            as rejected_error_message,
+        arg_max(carrier, occurred_at) filter (where carrier is not null) as carrier
+    from events
+    group by sendsms_id
+),
+
+joined as (
+    select
+        records.sendsms_id,
+        records.message_uuid,
+        records.bulk_sms_id,
+        records.campaign_description,
+        records.campaign_scheduled_at,
+        records.supporter_id,
+        records.associated_number,
+        records.direction_code,
+        records.direction,
+        records.archived,
+        -- a "message" in every mart: an outbound text that is not archived
+        (records.direction = 'outbound' and not records.archived) as is_message,
+        records.status_code,
+        records.status,
+        records.status_category,
+        records.created_at,
+        records.updated_at,
+        -- send time: the record's send_time, else its sent event, queued event, creation
+        coalesce(
+            records.send_time, event_times.sent_at, event_times.queued_at, records.created_at
+        ) as send_time,
+        event_times.queued_at,
+        event_times.sent_at,
+        event_times.delivered_at,
+        event_times.failed_at,
+        event_times.undelivered_at,
+        event_times.rejected_at,
+        -- the provider's error code of the event that matches the current status
+        case records.status
+            when 'failed' then event_times.failed_error_code
+            when 'undelivered' then event_times.undelivered_error_code
+            when 'rejected' then event_times.rejected_error_code
+        end as error_code,
+        case records.status
+            when 'failed' then event_times.failed_error_message
+            when 'undelivered' then event_times.undelivered_error_message
+            when 'rejected' then event_times.rejected_error_message
+        end as error_message,
+        event_times.carrier,
+        records.segments,
+        records.opens,
+        records.converted
+    from records
+    left join event_times on event_times.sendsms_id = records.sendsms_id
+),
+
+outbound_candidates as (
+    -- the messages an inbound text can answer; one per supporter and instant (highest id)
+    select
+        supporter_id,
+        send_time,
+        max(sendsms_id) as sendsms_id
+    from joined
+    where is_message and supporter_id is not null and send_time is not null
+    group by supporter_id, send_time
+),
+
+inbound_texts as (
+    select
+        sendsms_id,
+        supporter_id,
+        send_time
+    from joined
+    where direction = 'inbound' and not archived
+        and supporter_id is not null and send_time is not null
+),
+
+reply_links as (
+    -- an inbound text replies to the supporter's latest message sent at or before it,
+    -- if that message was sent at most 72 hours earlier (an as-of join: no cross product)
+    select
+        inbound_texts.sendsms_id,
+        outbound_candidates.sendsms_id as reply_to_sendsms_id
+    from inbound_texts
+    asof join outbound_candidates
+        on inbound_texts.supporter_id = outbound_candidates.supporter_id
+        and inbound_texts.send_time >= outbound_candidates.send_time
+    where inbound_texts.send_time <= outbound_candidates.send_time + interval 72 hour
+),
+
+reply_counts as (
+    select
+        reply_to_sendsms_id as sendsms_id,
+        count(*) as replies
+    from reply_links
+    group by reply_to_sendsms_id
+),
+
+final as (
+    select
+        joined.sendsms_id,
+        joined.message_uuid,
+        joined.bulk_sms_id,
+        joined.campaign_description,
+        joined.campaign_scheduled_at,
+        joined.supporter_id,
+        joined.associated_number,
+        joined.direction_code,
+        joined.direction,
+        joined.archived,
+        joined.is_message,
+        joined.status_code,
+        joined.status,
+        joined.status_category,
+        joined.created_at,
+        joined.updated_at,
+        joined.send_time,
+        -- send_date: the UTC calendar date of send_time
+        cast(timezone('UTC', joined.send_time) as date) as send_date,
+        joined.queued_at,
+        joined.sent_at,
+        joined.delivered_at,
+        joined.failed_at,
+        joined.undelivered_at,
+        joined.rejected_at,
+        -- seconds_to_send = sent_at - queued_at (NULL when either event is missing)
+        epoch(joined.sent_at) - epoch(joined.queued_at) as seconds_to_send,
+        -- seconds_to_deliver = delivered_at - queued_at (NULL when either event is missing)
+        epoch(joined.delivered_at) - epoch(joined.queued_at) as seconds_to_deliver,
+        joined.error_code,
+        joined.error_message,
+        joined.carrier,
+        joined.segments,
+        joined.opens,
+        -- is_opened = opens > 0
+        joined.opens > 0 as is_opened,
+        joined.converted,
+        reply_links.reply_to_sendsms_id,
+        -- replies = inbound texts whose reply_to_sendsms_id is this record
+        coalesce(reply_counts.replies, 0) as replies
+    from joined
+    left join reply_links on reply_links.sendsms_id = joined.sendsms_id
+    left join reply_counts on reply_counts.sendsms_id = joined.sendsms_id
+)
+
+select
+    sendsms_id,
+    message_uuid,
+    bulk_sms_id,
+    campaign_description,
+    campaign_scheduled_at,
+    supporter_id,
+    associated_number,
+    direction_code,
+    direction,
+    archived,
+    is_message,
+    status_code,
+    status,
+    status_category,
+    created_at,
+    updated_at,
+    send_time,
+    send_date,
+    queued_at,
+    sent_at,
+    delivered_at,
+    failed_at,
+    undelivered_at,
+    rejected_at,
+    seconds_to_send,
+    seconds_to_deliver,
+    error_code,
+    error_message,
+    carrier,
+    segments,
+    opens,
+    is_opened,
+    converted,
+    reply_to_sendsms_id,
+    replies
+from final
+order by sendsms_id

@@ -1,0 +1,162 @@
+"""Build the raw tables of docs/architecture.md in a real DuckDB file, from small row dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+SENDSMS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "BIGINT"),
+    ("resource_uri", "VARCHAR"),
+    ("created", "TIMESTAMPTZ"),
+    ("updated", "TIMESTAMPTZ"),
+    ("timestamp", "TIMESTAMPTZ"),
+    ("send_time", "TIMESTAMPTZ"),
+    ("bulk_sms", "VARCHAR"),
+    ("bulk_sms_id", "BIGINT"),
+    ("bulk_sms_description", "VARCHAR"),
+    ("bulk_sms_send_time", "TIMESTAMPTZ"),
+    ("supporter_uri", "VARCHAR"),
+    ("supporter_id", "BIGINT"),
+    ("supporter_name", "VARCHAR"),
+    ("supporter_email", "VARCHAR"),
+    ("supporter_title", "VARCHAR"),
+    ("supporter_public_organization", "VARCHAR"),
+    ("associated_number", "VARCHAR"),
+    ("message_content", "VARCHAR"),
+    ("message_uuid", "VARCHAR"),
+    ("message_direction", "BIGINT"),
+    ("current_status", "BIGINT"),
+    ("effective_message_count", "BIGINT"),
+    ("opens", "BIGINT"),
+    ("converted", "BOOLEAN"),
+    ("archived", "BOOLEAN"),
+    ("rcpt_dict", "JSON"),
+    ("_extra", "JSON"),
+    ("source_deleted_at", "TIMESTAMPTZ"),
+)
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("sendsms_id", "BIGINT"),
+    ("event_type", "VARCHAR"),
+    ("occurred_at", "TIMESTAMPTZ"),
+    ("error_code", "VARCHAR"),
+    ("error_message", "VARCHAR"),
+    ("carrier", "VARCHAR"),
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
+STATUS = {"queued": 1, "sent": 2, "delivered": 3, "undelivered": 4, "failed": 5,
+          "rejected": 6, "received": 7}
+
+
+def at(hours: float = 0, seconds: float = 0) -> datetime:
+    """T0 plus an offset, in UTC."""
+    return T0 + timedelta(hours=hours, seconds=seconds)
+
+
+def create_raw_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create the empty quorum_raw tables with the exact columns of docs/architecture.md."""
+    connection.execute("create schema if not exists quorum_raw")
+    for table, columns in (("sendsms", SENDSMS_COLUMNS), ("sendsms_events", EVENT_COLUMNS)):
+        cols = ", ".join(f'"{name}" {kind}' for name, kind in columns)
+        connection.execute(f"create or replace table quorum_raw.{table} ({cols})")
+
+
+def sms(
+    id: int,
+    *,
+    status: str,
+    direction: str = "outbound",
+    campaign: int | None = None,
+    supporter: int = 1,
+    number: str = "+15550000001",
+    send_time: datetime | None = None,
+    segments: int = 1,
+    opens: int = 0,
+    converted: bool = False,
+    archived: bool = False,
+    deleted: bool = False,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """One raw sendsms row with sensible defaults."""
+    sent = send_time if send_time is not None else T0
+    return {
+        "id": id,
+        "resource_uri": f"/api/sendsms/{id}/",
+        "created": sent,
+        "updated": sent + timedelta(hours=1),
+        "timestamp": sent,
+        "send_time": sent,
+        "bulk_sms": f"/api/bulksms/{campaign}/" if campaign is not None else None,
+        "bulk_sms_id": campaign,
+        "bulk_sms_description": (description or f"Campaign {campaign}") if campaign else None,
+        "bulk_sms_send_time": T0 if campaign is not None else None,
+        "supporter_uri": f"/api/newsupporter/{supporter}/",
+        "supporter_id": supporter,
+        "supporter_name": "Ada",
+        "supporter_email": "ada@example.org",
+        "supporter_title": None,
+        "supporter_public_organization": None,
+        "associated_number": number,
+        "message_content": "hello",
+        "message_uuid": f"uuid-{id}",
+        "message_direction": 1 if direction == "inbound" else 2,
+        "current_status": STATUS[status],
+        "effective_message_count": segments,
+        "opens": opens,
+        "converted": converted,
+        "archived": archived,
+        "rcpt_dict": "{}",
+        "_extra": "{}",
+        "source_deleted_at": at(hours=500) if deleted else None,
+    }
+
+
+def event(
+    sendsms_id: int,
+    event_type: str,
+    occurred_at: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    carrier: str | None = None,
+) -> dict[str, Any]:
+    """One raw sendsms_events row."""
+    return {
+        "sendsms_id": sendsms_id,
+        "event_type": event_type,
+        "occurred_at": occurred_at,
+        "error_code": error_code,
+        "error_message": error_message,
+        "carrier": carrier,
+    }
+
+
+def insert(
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    rows: Iterable[Mapping[str, Any]],
+) -> None:
+    """Insert row dicts into quorum_raw.<table>."""
+    names = [name for name, _ in columns]
+    values = [[row.get(name) for name in names] for row in rows]
+    if not values:
+        return
+    cols = ", ".join(f'"{n}"' for n in names)
+    marks = ", ".join("?" for _ in names)
+    connection.executemany(f"insert into quorum_raw.{table} ({cols}) values ({marks})", values)
+
+
+def write_raw(
+    path: Path, messages: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]]
+) -> Path:
+    """Create (or replace) the raw tables in the DuckDB file and fill them."""
+    with duckdb.connect(str(path)) as connection:
+        create_raw_tables(connection)
+        insert(connection, "sendsms", SENDSMS_COLUMNS, messages)
+        insert(connection, "sendsms_events", EVENT_COLUMNS, events)
+    return path
