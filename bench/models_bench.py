@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             f"in {generated:.2f} s"
         )
         for label in ("build", "rebuild (nothing changed)"):
+            cpu_started = time.process_time()
             result = build_models(path, threads=args.threads)
-            print(f"{label}: {result.seconds:.2f} s ({result.summary()})")
+            cpu = time.process_time() - cpu_started
+            print(f"{label}: {result.seconds:.2f} s wall, {cpu:.2f} s CPU ({result.summary()})")
             for relation, seconds in result.model_seconds.items():
                 rows = result.row_counts.get(relation)
                 shown = f", {rows:,} rows" if rows is not None else ""

@@ -17,9 +17,9 @@ from pipelines.sync import SyncSummary, run_sync
 class Progress:
     """Prints progress to stderr: a live line on a terminal, a line every 15 s in a log."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.live = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
         self.interval = 0.5 if self.live else 15.0
         self.started = time.monotonic()
         self.last = 0.0
@@ -82,8 +82,9 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(handler=demo_command)
 
 
-def print_summary(title: str, summary: SyncSummary, stream: TextIO = sys.stdout) -> None:
+def print_summary(title: str, summary: SyncSummary, stream: TextIO | None = None) -> None:
     """Print a sync summary block."""
+    stream = stream or sys.stdout
     print(title, file=stream)
     for line in summary.lines():
         print(line, file=stream)

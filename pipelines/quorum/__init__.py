@@ -59,9 +59,16 @@ class SourceObserver:
 SENDSMS_HINTS: dict[str, Any] = {
     # when one run reads a record twice (it changed mid-run), keep the newest version
     "updated": {"dedup_sort": "desc"},
-    "rcpt_dict": {"data_type": "json"},
-    "_extra": {"data_type": "json"},
 }
+
+
+def _sendsms_hints() -> Any:
+    return dlt.mark.make_hints(
+        table_name=settings.SENDSMS_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        primary_key="id",
+        columns=SENDSMS_HINTS,
+    )
 
 
 def _events_hints() -> Any:
@@ -160,7 +167,6 @@ def sendsms_resource(
         table_name=settings.SENDSMS_TABLE,
         primary_key="id",
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        columns=SENDSMS_HINTS,
     )
     def sendsms(
         updated: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008 (dlt idiom)
@@ -184,7 +190,10 @@ def sendsms_resource(
                 on_pager=observer.pagers.append,
                 on_page=observer.page_done,
             ):
-                yield sendsms_table(page, transform)
+                # each table carries its own hints, so neither inherits the other's columns
+                yield dlt.mark.with_hints(
+                    sendsms_table(page, transform), _sendsms_hints(), create_table_variant=True
+                )
                 events: pa.Table = events_table(page, transform)
                 if events.num_rows:
                     yield dlt.mark.with_hints(events, _events_hints(), create_table_variant=True)

@@ -183,7 +183,13 @@ def sendsms_table(records: list[Record], transform: Transform | None = None) -> 
         if transform is not None:
             values = transform(field_name, values)
         columns[field_name] = _extra_array(values)
-    return pa.table(columns)
+    return _table(columns, keys=("id",))
+
+
+def _table(columns: dict[str, pa.Array], keys: tuple[str, ...]) -> pa.Table:
+    """A table whose key columns are declared NOT NULL, as the destination's keys are."""
+    fields = [pa.field(name, arr.type, nullable=name not in keys) for name, arr in columns.items()]
+    return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
 
 
 def _unknown_fields(records: Iterable[Record]) -> list[str]:
@@ -244,4 +250,4 @@ def events_table(records: list[Record], transform: Transform | None = None) -> p
         if transform is not None:
             values = transform(f"event.{key}", values)
         columns[key] = _extra_array(values)
-    return pa.table(columns)
+    return _table(columns, keys=("sendsms_id", "event_type"))

@@ -39,26 +39,29 @@ event_times as (
     -- the first time each event happened (a record normally has one row per event type)
     select
         sendsms_id,
-        min(occurred_at) filter (where event_type = 'queued') as queued_at,
-        min(occurred_at) filter (where event_type = 'sent') as sent_at,
-        min(occurred_at) filter (where event_type = 'delivered') as delivered_at,
-        min(occurred_at) filter (where event_type = 'failed') as failed_at,
-        min(occurred_at) filter (where event_type = 'undelivered') as undelivered_at,
-        min(occurred_at) filter (where event_type = 'rejected') as rejected_at,
-        arg_min(error_code, occurred_at) filter (where event_type = 'failed') as failed_error_code,
-        arg_min(error_code, occurred_at) filter (where event_type = 'undelivered')
-            as undelivered_error_code,
-        arg_min(error_code, occurred_at) filter (where event_type = 'rejected')
-            as rejected_error_code,
-        arg_min(error_message, occurred_at) filter (where event_type = 'failed')
-            as failed_error_message,
-        arg_min(error_message, occurred_at) filter (where event_type = 'undelivered')
-            as undelivered_error_message,
-        arg_min(error_message, occurred_at) filter (where event_type = 'rejected')
-            as rejected_error_message,
-        arg_max(carrier, occurred_at) filter (where carrier is not null) as carrier
+        min(case when event_type = 'queued' then occurred_at end) as queued_at,
+        min(case when event_type = 'sent' then occurred_at end) as sent_at,
+        min(case when event_type = 'delivered' then occurred_at end) as delivered_at,
+        min(case when event_type = 'failed' then occurred_at end) as failed_at,
+        min(case when event_type = 'undelivered' then occurred_at end) as undelivered_at,
+        min(case when event_type = 'rejected' then occurred_at end) as rejected_at
     from events
     group by sendsms_id
+),
+
+failure_events as (
+    -- the provider's details of each failure event (the first one of its type per record)
+    select
+        sendsms_id,
+        event_type,
+        error_code,
+        error_message,
+        carrier
+    from events
+    where event_type in ('failed', 'undelivered', 'rejected')
+    qualify row_number() over (
+        partition by sendsms_id, event_type order by occurred_at, error_code
+    ) = 1
 ),
 
 joined as (
@@ -90,34 +93,19 @@ joined as (
         event_times.failed_at,
         event_times.undelivered_at,
         event_times.rejected_at,
-        -- the provider's error code of the event that matches the current status
-        case records.status
-            when 'failed' then event_times.failed_error_code
-            when 'undelivered' then event_times.undelivered_error_code
-            when 'rejected' then event_times.rejected_error_code
-        end as error_code,
-        case records.status
-            when 'failed' then event_times.failed_error_message
-            when 'undelivered' then event_times.undelivered_error_message
-            when 'rejected' then event_times.rejected_error_message
-        end as error_message,
-        event_times.carrier,
+        -- error code, message and carrier of the event that matches the current status
+        -- (failed, undelivered or rejected); NULL for other statuses
+        failure_events.error_code,
+        failure_events.error_message,
+        failure_events.carrier,
         records.segments,
         records.opens,
         records.converted
     from records
     left join event_times on event_times.sendsms_id = records.sendsms_id
-),
-
-outbound_candidates as (
-    -- the messages an inbound text can answer; one per supporter and instant (highest id)
-    select
-        supporter_id,
-        send_time,
-        max(sendsms_id) as sendsms_id
-    from joined
-    where is_message and supporter_id is not null and send_time is not null
-    group by supporter_id, send_time
+    left join failure_events
+        on failure_events.sendsms_id = records.sendsms_id
+        and failure_events.event_type = records.status
 ),
 
 inbound_texts as (
@@ -128,6 +116,19 @@ inbound_texts as (
     from joined
     where direction = 'inbound' and not archived
         and supporter_id is not null and send_time is not null
+),
+
+outbound_candidates as (
+    -- the messages an inbound text can answer: those to supporters who wrote back at all,
+    -- one per supporter and instant (the highest id, so ties resolve the same every build)
+    select
+        supporter_id,
+        send_time,
+        max(sendsms_id) as sendsms_id
+    from joined
+    where is_message and send_time is not null
+        and supporter_id in (select inbound_texts.supporter_id from inbound_texts)
+    group by supporter_id, send_time
 ),
 
 reply_links as (
@@ -235,4 +236,3 @@ select
     reply_to_sendsms_id,
     replies
 from final
-order by sendsms_id
