@@ -36,6 +36,11 @@ class ApiRequestError(QuorumSmsError):
 
     exit_code = 1
 
+    def __init__(self, message: str, api_message: str = "") -> None:
+        super().__init__(message)
+        #: the API's own words (`error` or `error_message` of the body), when it gave any
+        self.api_message = api_message
+
 
 class ApiBadRequestError(ApiRequestError):
     """The API answered 400: a parameter, filter or ordering it does not accept."""

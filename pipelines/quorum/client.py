@@ -288,10 +288,12 @@ class QuorumClient:
         if status == 429 or status >= 500:
             raise TransientApiError(f"HTTP {status}", retry_after=_retry_after_seconds(response))
         error_class = ApiBadRequestError if status == 400 else ApiRequestError
+        reason = _api_message(response)
         raise error_class(
             f"The Quorum API rejected the request to {path} with HTTP {status}: "
-            f"{_api_message(response)}. This is a bug or an unsupported setting; report it "
-            "with this message."
+            f"{reason.rstrip('.')}. This is a bug or an unsupported setting; report it "
+            "with this message.",
+            api_message=reason,
         )
 
     def _wait(self, state: RetryCallState) -> float:
@@ -351,9 +353,11 @@ class QuorumClient:
         if status in (400, 401, 403, 404) or status >= 300:
             if status in (401, 403):
                 self._raise_for_status(response, settings.SEND_PATH)
+            reason = _api_message(response)
             raise ApiRequestError(
-                f"The Quorum API refused the text (HTTP {status}): {_api_message(response)}. "
-                "Nothing was sent; fix the supporter id or the message and try again."
+                f"The Quorum API refused the text (HTTP {status}): {reason.rstrip('.')}. "
+                "Nothing was sent; fix the supporter id or the message and try again.",
+                api_message=reason,
             )
         try:
             body = orjson.loads(response.content)

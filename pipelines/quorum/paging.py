@@ -200,7 +200,9 @@ class Pager:
             try:
                 objects, more = self._fetch(params)
             except ApiBadRequestError as error:
-                raise CapabilityError(f"the API refused keyset paging: {error}") from None
+                raise CapabilityError(
+                    f"the API refused keyset paging: {error.api_message.rstrip('.')}"
+                ) from None
             keys = [_record_key(record) for record in objects]
             self._check_keyset_page(keys, lower)
             fresh = [
@@ -252,7 +254,9 @@ class Pager:
             try:
                 objects, more = self._fetch(params)
             except ApiBadRequestError as error:
-                raise CapabilityError(f"the API refused id paging in a bucket: {error}") from None
+                raise CapabilityError(
+                    f"the API refused id paging in a bucket: {error.api_message.rstrip('.')}"
+                ) from None
             fresh: Page = []
             for record in objects:
                 updated, record_id = _record_key(record)

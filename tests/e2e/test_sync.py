@@ -36,7 +36,9 @@ def saved_cursor(database: Path) -> str | None:
     from pipelines.sync import make_pipeline
     from pipelines.sync import saved_cursor as read_cursor
 
-    pipeline = make_pipeline(load_sync_config(base_url="http://127.0.0.1:1", database=str(database)))
+    pipeline = make_pipeline(
+        load_sync_config(base_url="http://127.0.0.1:1", database=str(database))
+    )
     pipeline.sync_destination()
     return read_cursor(pipeline)
 
@@ -115,8 +117,13 @@ def test_naive_offset_paging_would_have_lost_records(simulator_factory):
     while True:
         body = httpx.get(
             f"{sim.base_url}/api/sendsms/",
-            params={"limit": 200, "offset": offset, "order_by": "updated",
-                    "username": API_USER, "api_key": API_KEY},
+            params={
+                "limit": 200,
+                "offset": offset,
+                "order_by": "updated",
+                "username": API_USER,
+                "api_key": API_KEY,
+            },
         ).json()
         seen.update(r["id"] for r in body["objects"])
         offset += 200
@@ -318,3 +325,56 @@ def test_api_key_never_leaks(sync_env, simulator_factory, capsys, monkeypatch):
         for schema, table in tables:
             dump = repr(connection.execute(f'select * from "{schema}"."{table}"').fetchall())
             assert API_KEY not in dump, f"the API key is in {schema}.{table}"
+
+
+def test_a_load_left_pending_is_finished_first_then_new_data_is_read(
+    sync_env, simulator_factory, capsys
+):
+    """Last night's run extracted and normalized but never loaded (the loader died)."""
+    from pipelines.config import load_sync_config
+    from pipelines.quorum import quorum_source
+    from pipelines.sync import make_pipeline
+
+    sim = simulator_factory(n_records=1500)
+    assert sync(capsys, sim.base_url)[0] == 0
+    sim.world.advance(timedelta(days=1))
+    config = load_sync_config(base_url=sim.base_url, database=str(sync_env))
+    pipeline = make_pipeline(config)
+    pipeline.extract(quorum_source(**config.source_kwargs()), loader_file_format="parquet")
+    pipeline.normalize()
+    assert pipeline.has_pending_data
+    sim.world.advance(timedelta(days=1))
+    code, output = sync(capsys, sim.base_url)
+    assert code == 0, output
+    assert "finished the load a previous run left pending" in output, output
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_full_refresh_reloads_everything_from_since(sync_env, simulator_factory, capsys):
+    sim = simulator_factory(n_records=1500)
+    assert sync(capsys, sim.base_url)[0] == 0
+    truth = sim.world.ground_truth()
+    cut = sorted(to_utc(r["updated"]) for r in truth)[len(truth) // 2]
+    code, output = sync(capsys, sim.base_url, "--full-refresh", "--since", cut.isoformat())
+    assert code == 0, output
+    expected = [r for r in truth if to_utc(r["updated"]) >= cut]
+    assert_warehouse_equals(sync_env, expected)
+    assert "cursor before      none" in output
+
+
+def test_new_api_fields_are_kept(sync_env, simulator_factory, capsys):
+    """A field the contract does not know lands as a column instead of being dropped."""
+    sim = simulator_factory(n_records=300)
+    assert sync(capsys, sim.base_url)[0] == 0
+    with duckdb.connect(str(sync_env), read_only=True) as connection:
+        columns = {
+            row[0]
+            for row in connection.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = 'quorum_raw' and table_name = 'sendsms_events'"
+            ).fetchall()
+        }
+    # the simulator's events carry keys beyond the contract's minimum (provider details)
+    assert {"occurred_at", "error_code", "carrier"} <= columns
+    assert columns - {"sendsms_id", "event_type", "occurred_at", "error_code", "error_message",
+                      "carrier", "updated", "_dlt_load_id", "_dlt_id"}, columns
