@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import SyncConfig
 from pipelines.errors import BusyError, QuorumSmsError
-from pipelines.quorum import SourceObserver, quorum_source, settings
+from pipelines.quorum import SourceObserver, effective_lag, quorum_source, settings
 from pipelines.quorum.client import redact
 from pipelines.quorum.normalize import Transform
 
@@ -92,11 +93,23 @@ def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
     )
 
 
+#: (lock file, thread) pairs held here: an outer holder (the run history around a sync) makes
+#: the inner `database_lock` of the same thread a no-op instead of a deadlock on its own lock.
+_HELD_LOCKS: set[tuple[Path, int]] = set()
+
+
 @contextlib.contextmanager
 def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
-    """Hold the database's run lock; raise BusyError when another run keeps it."""
+    """Hold the database's run lock; raise BusyError when another run keeps it.
+
+    Re-entrant within one thread: a nested call for a lock the thread holds just yields.
+    """
     database.parent.mkdir(parents=True, exist_ok=True)
     lock_path = database.with_name(database.name + ".lock")
+    held = (lock_path, threading.get_ident())
+    if held in _HELD_LOCKS:
+        yield
+        return
     lock = filelock.FileLock(str(lock_path), timeout=wait_seconds)
     try:
         lock.acquire()
@@ -107,19 +120,28 @@ def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
             "never overlap: if a run is still going, let it finish; the lock is released as "
             "soon as that process ends."
         ) from None
+    _HELD_LOCKS.add(held)
     try:
         yield
     finally:
+        _HELD_LOCKS.discard(held)
         lock.release()
+
+
+def resource_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """The `sendsms` resource's saved state (cursor and paging notes), or an empty dict."""
+    state: Any = pipeline.state
+    try:
+        found = state["sources"]["quorum"]["resources"][settings.SENDSMS_TABLE]
+    except (KeyError, TypeError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def saved_cursor(pipeline: dlt.Pipeline) -> str | None:
     """The `updated` cursor in the pipeline's state, as an ISO string, or None."""
-    state: Any = pipeline.state
     try:
-        value = state["sources"]["quorum"]["resources"][settings.SENDSMS_TABLE]["incremental"][
-            settings.CURSOR_FIELD
-        ]["last_value"]
+        value = resource_state(pipeline)["incremental"][settings.CURSOR_FIELD]["last_value"]
     except (KeyError, TypeError):
         return None
     return None if value is None else str(value)
@@ -205,7 +227,14 @@ def _sync_locked(
     summary.cursor_before = None if config.full_refresh else saved_cursor(pipeline)
     rows_before = None if config.full_refresh else count_records(config)
     observer = SourceObserver(on_page=on_progress)
-    source = quorum_source(**config.source_kwargs(), observer=observer, transform=transform)
+    kwargs = config.source_kwargs()
+    previous = {} if config.full_refresh else resource_state(pipeline)
+    kwargs["lag_seconds"] = effective_lag(config.lag_seconds, previous)
+    if kwargs["lag_seconds"] > config.lag_seconds:
+        summary.notes.append(
+            f"lag widened to {kwargs['lag_seconds']:.0f} s after the last run's full scan"
+        )
+    source = quorum_source(**kwargs, observer=observer, transform=transform)
     if config.full_refresh:
         pipeline.run(source, loader_file_format="parquet", refresh="drop_sources")
     else:

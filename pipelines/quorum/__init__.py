@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,20 @@ from pipelines.quorum.client import QuorumClient
 from pipelines.quorum.normalize import Transform, events_table, sendsms_table
 from pipelines.quorum.paging import Pager, PagingStats
 from pipelines.quorum.slicing import iter_pages_concurrently
+
+#: Resource-state key: seconds the last run's full scan took (0 when it paged by key).
+FULL_SCAN_STATE_KEY = "last_full_scan_seconds"
+
+
+def effective_lag(configured_lag: float, resource_state: Mapping[str, Any] | None) -> float:
+    """The lag window for this run: the configured one, widened after a full-scan run.
+
+    A record changed while a full scan was running, after the scan had passed it, was missed
+    by that run; its new `updated` is no older than the newest value read minus the scan's
+    duration. Twice that duration (for clock skew and commit delays) covers it.
+    """
+    scan_seconds = float((resource_state or {}).get(FULL_SCAN_STATE_KEY) or 0.0)
+    return max(configured_lag, 2 * scan_seconds)
 
 
 @dataclass
@@ -180,6 +195,7 @@ def sendsms_resource(
         """Every SendSMS record changed since the saved cursor (minus the lag window)."""
         start = updated.start_value
         observer.cursor_start = start
+        started = time.monotonic()
         try:
             for page in iter_pages_concurrently(
                 client,
@@ -197,10 +213,24 @@ def sendsms_resource(
                 events: pa.Table = events_table(page, transform)
                 if events.num_rows:
                     yield dlt.mark.with_hints(events, _events_hints(), create_table_variant=True)
+            # A full scan cannot see a record that changes after the scan passed its id; its
+            # new `updated` is at least (end of scan - scan duration). Remembering the duration
+            # lets the next run widen its lag window to cover it (see `effective_lag`).
+            full_scan = any(stats.mode == "full-scan" for stats in observer.pagers)
+            dlt.current.resource_state()[FULL_SCAN_STATE_KEY] = (
+                round(time.monotonic() - started, 3) if full_scan else 0.0
+            )
         finally:
             client.close()
 
     return sendsms
 
 
-__all__ = ["Pager", "SourceObserver", "quorum_source", "sendsms_resource"]
+__all__ = [
+    "FULL_SCAN_STATE_KEY",
+    "Pager",
+    "SourceObserver",
+    "effective_lag",
+    "quorum_source",
+    "sendsms_resource",
+]

@@ -376,5 +376,37 @@ def test_new_api_fields_are_kept(sync_env, simulator_factory, capsys):
         }
     # the simulator's events carry keys beyond the contract's minimum (provider details)
     assert {"occurred_at", "error_code", "carrier"} <= columns
-    assert columns - {"sendsms_id", "event_type", "occurred_at", "error_code", "error_message",
-                      "carrier", "updated", "_dlt_load_id", "_dlt_id"}, columns
+    assert columns - {
+        "sendsms_id",
+        "event_type",
+        "occurred_at",
+        "error_code",
+        "error_message",
+        "carrier",
+        "updated",
+        "_dlt_load_id",
+        "_dlt_id",
+    }, columns
+
+
+def test_full_scan_under_mutation_loses_nothing_over_two_runs(sync_env, simulator_factory, capsys):
+    """A full scan cannot see changes behind it; the widened lag makes the next run see them."""
+    sim = simulator_factory(
+        n_records=1500, faults=Faults(refuse_range_filters=True, mutate_while_paging=5, seed=8)
+    )
+    code, output = sync(capsys, sim.base_url)
+    assert code == 0, output
+    assert "full-scan" in output
+    sim.faults = Faults(refuse_range_filters=True)
+    code, output = sync(capsys, sim.base_url)
+    assert code == 0, output
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_a_full_scan_run_widens_the_next_runs_lag(sync_env, simulator_factory, capsys, monkeypatch):
+    monkeypatch.setenv("SOURCES__QUORUM__LAG_SECONDS", "0")
+    sim = simulator_factory(n_records=600, faults=Faults(refuse_range_filters=True, latency_ms=5))
+    assert sync(capsys, sim.base_url)[0] == 0
+    code, output = sync(capsys, sim.base_url)
+    assert code == 0, output
+    assert "lag widened to" in output
