@@ -20,7 +20,8 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.warehouse.runner import build_models  # noqa: E402
+from pipelines.ops.history import ensure_table
+from pipelines.warehouse.runner import build_models
 
 GENERATE = """
 create schema quorum_raw;
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         with duckdb.connect(str(path), config={"threads": str(args.threads)}) as connection:
             connection.execute(GENERATE.format(n=args.messages))
+            ensure_table(connection)  # the run history a sync creates (sync_freshness reads it)
             counts = connection.execute(
                 "select (select count(*) from quorum_raw.sendsms),"
                 " (select count(*) from quorum_raw.sendsms_events)"

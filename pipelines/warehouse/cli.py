@@ -1,10 +1,85 @@
-"""`quorum-sms models|report|export` (filled in by the SQL models work)."""
+"""`quorum-sms models|report|export`: build the marts, print or draw the report, export."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from pipelines.warehouse.database import DATABASE_ENV, resolve_database
+
+DATABASE_HELP = f"the DuckDB file (default: ${DATABASE_ENV}, else data/quorum.duckdb)"
 
 
 def register(subparsers: Any) -> None:
     """Add the warehouse subcommands to the CLI."""
-    del subparsers
+    models: argparse.ArgumentParser = subparsers.add_parser(
+        "models",
+        help="build the SQL models (seeds, staging, marts) and run the data checks",
+        description="Build every model under sql/ in one transaction, then run the data "
+        "checks; on any failure the previous marts stay as they were.",
+    )
+    models.add_argument("--database", help=DATABASE_HELP)
+    models.add_argument("--sql-dir", type=Path, help="the model directory (default: sql/)")
+    models.set_defaults(handler=run_models)
+
+    report: argparse.ArgumentParser = subparsers.add_parser(
+        "report",
+        help="print the headline figures of the last days, or write them as an HTML page",
+        description="Figures of the last --days days of sends, ending at the newest send in "
+        "the data (UTC dates).",
+    )
+    report.add_argument("--database", help=DATABASE_HELP)
+    report.add_argument("--days", type=int, default=30, help="window length (default 30)")
+    report.add_argument(
+        "--html", type=Path, metavar="PATH", help="write a self-contained HTML page here"
+    )
+    report.set_defaults(handler=run_report)
+
+    export: argparse.ArgumentParser = subparsers.add_parser(
+        "export", help="write each mart as a Parquet file"
+    )
+    export.add_argument("--database", help=DATABASE_HELP)
+    export.add_argument("--out", type=Path, required=True, help="the directory to write to")
+    export.set_defaults(handler=run_export)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Build the models and print a summary."""
+    from pipelines.warehouse.runner import build_models
+
+    database = resolve_database(args.database)
+    print(f"building the SQL models in {database} ...", file=sys.stderr, flush=True)
+    result = build_models(database, args.sql_dir)
+    print(result.summary())
+    for relation, rows in sorted(result.row_counts.items()):
+        print(f"  {relation:<40} {rows:>12,} rows")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Print the terminal report, or write the HTML page."""
+    database = resolve_database(args.database)
+    if args.html is not None:
+        from pipelines.warehouse.html_report import write_html_report
+
+        written = write_html_report(database, args.html, days=args.days)
+        print(f"wrote {written}")
+        return 0
+    from pipelines.warehouse.report import render_terminal_report
+
+    print(render_terminal_report(database, days=args.days))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export the marts as Parquet."""
+    from pipelines.warehouse.export import export_marts
+
+    database = resolve_database(args.database)
+    files = export_marts(database, args.out)
+    print(f"wrote {len(files)} Parquet file(s) to {args.out}")
+    for file in files:
+        print(f"  {file.name}")
+    return 0

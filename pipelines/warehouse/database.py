@@ -55,7 +55,9 @@ def connect(
             "raw tables, or point --database (or QUORUM_DATABASE) at the right file."
         )
     try:
-        config = {"threads": str(threads)} if threads else {}
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"threads": threads} if threads else {}
+        )
         connection = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.Error as error:
         raise ConfigError(

@@ -8,7 +8,6 @@ with records as (
         campaign_scheduled_at,
         supporter_id,
         associated_number,
-        message_uuid,
         direction_code,
         direction,
         status_code,
@@ -67,7 +66,6 @@ failure_events as (
 joined as (
     select
         records.sendsms_id,
-        records.message_uuid,
         records.bulk_sms_id,
         records.campaign_description,
         records.campaign_scheduled_at,
@@ -155,7 +153,6 @@ reply_counts as (
 final as (
     select
         joined.sendsms_id,
-        joined.message_uuid,
         joined.bulk_sms_id,
         joined.campaign_description,
         joined.campaign_scheduled_at,
@@ -201,7 +198,6 @@ final as (
 
 select
     sendsms_id,
-    message_uuid,
     bulk_sms_id,
     campaign_description,
     campaign_scheduled_at,

@@ -15,10 +15,10 @@ with source as (
 renamed as (
     select
         cast(sendsms_id as bigint) as sendsms_id,
-        lower(trim(cast(event_type as varchar))) as event_type,
+        cast(event_type as varchar) as event_type,
         cast(occurred_at as timestamptz) as occurred_at,
         -- codes arrive as strings or numbers depending on the provider; keep them as text
-        nullif(trim(cast(error_code as varchar)), '') as error_code,
+        nullif(cast(error_code as varchar), '') as error_code,
         cast(error_message as varchar) as error_message,
         cast(carrier as varchar) as carrier
     from source

@@ -155,8 +155,12 @@ def write_raw(
     path: Path, messages: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]]
 ) -> Path:
     """Create (or replace) the raw tables in the DuckDB file and fill them."""
+    from pipelines.ops.history import ensure_table
+
     with duckdb.connect(str(path)) as connection:
         create_raw_tables(connection)
+        # every sync creates the run history before the models build (sync_freshness reads it)
+        ensure_table(connection)
         insert(connection, "sendsms", SENDSMS_COLUMNS, messages)
         insert(connection, "sendsms_events", EVENT_COLUMNS, events)
     return path

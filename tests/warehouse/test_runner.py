@@ -1,0 +1,168 @@
+"""The runner: dependency order, all-or-none builds, identical rebuilds, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
+from pipelines.warehouse.database import DEFAULT_SQL_DIR, resolve_database
+from pipelines.warehouse.models import discover_models
+from pipelines.warehouse.runner import build_models
+from tests.warehouse.rawdata import sms, write_raw
+
+# sync_freshness reports hours as of the build's own clock (built_at = now()): it changes on
+# every build by design, so the identical-rebuild comparison leaves it out.
+CLOCK_DEPENDENT = {"sync_freshness"}
+
+
+def snapshot(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every analytics table's rows (sorted) and columns, but the clock-dependent ones."""
+    with duckdb.connect(str(path), read_only=True) as connection:
+        tables = [r[0] for r in connection.execute(
+            "select table_name from information_schema.tables "
+            "where table_schema = 'analytics' order by 1").fetchall()
+            if r[0] not in CLOCK_DEPENDENT]
+        result = {}
+        for table in tables:
+            cursor = connection.execute(f"select * from analytics.{table}")
+            columns = tuple(d[0] for d in cursor.description or ())
+            rows = sorted(cursor.fetchall(), key=repr)
+            result[table] = [columns, *rows]
+        return result
+
+
+def copy_sql(tmp_path: Path) -> Path:
+    target = tmp_path / "sql"
+    shutil.copytree(DEFAULT_SQL_DIR, target)
+    return target
+
+
+def test_models_are_ordered_by_their_dependencies() -> None:
+    order = [m.name for m in discover_models(DEFAULT_SQL_DIR)]
+    assert order.index("text_delivery_status") < order.index("stg_quorum__sendsms")
+    assert order.index("stg_quorum__sendsms") < order.index("fct_sms_message")
+    assert order.index("fct_sms_message") < order.index("sms_campaign_performance")
+    assert order.index("sms_campaign_performance") < order.index("sms_campaign_funnel")
+    fct = next(m for m in discover_models(DEFAULT_SQL_DIR) if m.name == "fct_sms_message")
+    # stg_quorum__sendsms is not mistaken for a reference inside stg_quorum__sendsms_events
+    assert set(fct.depends_on) == {"stg_quorum__sendsms", "stg_quorum__sendsms_events"}
+
+
+def test_rebuild_with_nothing_changed_gives_identical_marts(fresh_db: Path) -> None:
+    first = build_models(fresh_db)
+    before = snapshot(fresh_db)
+    second = build_models(fresh_db)
+    assert snapshot(fresh_db) == before
+    assert first.row_counts == second.row_counts
+    marts = {m.name for m in discover_models(DEFAULT_SQL_DIR) if m.kind == "table"}
+    assert set(before) == marts - CLOCK_DEPENDENT and before["fct_sms_message"][1:]
+
+
+def test_a_failing_model_leaves_the_previous_marts(fresh_db: Path, tmp_path: Path) -> None:
+    build_models(fresh_db)
+    before = snapshot(fresh_db)
+    sql_dir = copy_sql(tmp_path)
+    # a new mart that sorts after the others, so the good marts are rebuilt before it fails
+    (sql_dir / "marts" / "zz_broken.sql").write_text(
+        "-- a broken model\nselect\n    sendsms_id,\n    no_such_column\n"
+        "from analytics.fct_sms_message\n"
+    )
+    # and new raw data that a successful build would pick up
+    with duckdb.connect(str(fresh_db)) as connection:
+        connection.execute("delete from quorum_raw.sendsms where id = 1")
+    with pytest.raises(ModelBuildError) as caught:
+        build_models(fresh_db, sql_dir)
+    message = str(caught.value)
+    assert "analytics.zz_broken" in message and "zz_broken.sql, line 4" in message
+    assert "no_such_column" in message
+    assert snapshot(fresh_db) == before
+    with duckdb.connect(str(fresh_db), read_only=True) as connection:
+        tables = connection.execute(
+            "select table_name from information_schema.tables where table_name = 'zz_broken'"
+        ).fetchall()
+    assert tables == []
+
+
+def test_a_failing_check_names_it_shows_rows_and_rolls_back(
+    fresh_db: Path, tmp_path: Path
+) -> None:
+    build_models(fresh_db)
+    before = snapshot(fresh_db)
+    with duckdb.connect(str(fresh_db)) as connection:
+        connection.execute("update quorum_raw.sendsms set current_status = 8 where id = 2")
+    with pytest.raises(DataCheckError) as caught:
+        build_models(fresh_db)
+    message = str(caught.value)
+    assert "accepted_values(analytics.fct_sms_message.status_code" in message
+    assert "sendsms_id=2" in message and "status_code=8" in message
+    assert "sql/seeds/text_delivery_status.csv" in message
+    assert snapshot(fresh_db) == before
+    # the fix the message names works: add the code to a copy of the seed
+    sql_dir = copy_sql(tmp_path)
+    with (sql_dir / "seeds" / "text_delivery_status.csv").open("a") as seed:
+        seed.write("8,scheduled,in_flight\n")
+    build_models(fresh_db, sql_dir)
+    with duckdb.connect(str(fresh_db), read_only=True) as connection:
+        row = connection.execute(
+            "select status from analytics.fct_sms_message where sendsms_id = 2").fetchone()
+    assert row == ("scheduled",)
+
+
+def test_reconciliation_check_fails_when_fct_loses_rows(fresh_db: Path, tmp_path: Path) -> None:
+    sql_dir = copy_sql(tmp_path)
+    fct = sql_dir / "marts" / "fct_sms_message.sql"
+    fct.write_text(fct.read_text().replace("from final\n", "from final\nwhere sendsms_id <> 7\n"))
+    with pytest.raises(DataCheckError, match=r"reconcile\(fct_sms_message rows"):
+        build_models(fresh_db, sql_dir)
+
+
+def test_bad_seed_value_names_the_file_and_line(fresh_db: Path, tmp_path: Path) -> None:
+    sql_dir = copy_sql(tmp_path)
+    (sql_dir / "seeds" / "message_direction.csv").write_text(
+        "direction_code,direction\n1,inbound\ntwo,outbound\n")
+    with pytest.raises(ConfigError, match=r"message_direction.csv, line 3: direction_code"):
+        build_models(fresh_db, sql_dir)
+
+
+def test_dependency_cycle_is_reported(tmp_path: Path) -> None:
+    sql_dir = tmp_path / "sql"
+    (sql_dir / "marts").mkdir(parents=True)
+    (sql_dir / "marts" / "a_one.sql").write_text("select * from analytics.b_two")
+    (sql_dir / "marts" / "b_two.sql").write_text("select * from analytics.a_one")
+    with pytest.raises(ConfigError, match="cycle"):
+        discover_models(sql_dir)
+
+
+def test_missing_database_and_missing_raw_tables(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no DuckDB database"):
+        build_models(tmp_path / "absent.duckdb")
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    with pytest.raises(ConfigError, match=r"quorum_raw.sendsms.*quorum-sms sync"):
+        build_models(empty)
+
+
+def test_empty_raw_tables_build_empty_marts(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "q.duckdb", [], [])
+    result = build_models(path)
+    assert result.row_counts["analytics.fct_sms_message"] == 0
+    assert result.checks_run > 30
+
+
+def test_archived_only_data_still_builds(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "q.duckdb", [sms(1, status="delivered", archived=True)], [])
+    result = build_models(path)
+    assert result.row_counts["analytics.fct_sms_message"] == 1
+    assert result.row_counts["analytics.sms_daily_overview"] == 0
+
+
+def test_resolve_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("QUORUM_DATABASE", raising=False)
+    assert resolve_database(None) == DEFAULT_SQL_DIR.parent / "data" / "quorum.duckdb"
+    monkeypatch.setenv("QUORUM_DATABASE", str(tmp_path / "env.duckdb"))
+    assert resolve_database(None) == tmp_path / "env.duckdb"
+    assert resolve_database(str(tmp_path / "arg.duckdb")) == tmp_path / "arg.duckdb"
