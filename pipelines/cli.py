@@ -18,6 +18,7 @@ from pipelines.errors import QuorumSmsError
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every area's subcommands."""
     from pipelines import sync_cli
+    from pipelines.ops import cli as ops_cli
     from pipelines.simulator import cli as simulator_cli
     from pipelines.warehouse import cli as warehouse_cli
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync_cli.register(subparsers)
     simulator_cli.register(subparsers)
     warehouse_cli.register(subparsers)
+    ops_cli.register(subparsers)
     return parser
 
 

@@ -199,3 +199,89 @@ def load_sync_config(
         force_full_scan=_flag(lookup(SOURCE_SECTION, "force_full_scan", default=False)),
         build_models=build_models,
     )
+
+
+# -- operations: failure webhook and personal data ------------------------------------------
+
+#: Groups of personal-data columns and what may be done with each (see docs/operations.md).
+PII_GROUPS = ("phones", "emails", "names", "messages", "recipients")
+PII_CHOICES = ("keep", "hash", "drop")
+#: A shorter key could be guessed; 32 random characters are easy to generate (docs).
+PII_KEY_MIN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class PiiSettings:
+    """The personal-data policy: a choice per column group, and the HMAC key for `hash`."""
+
+    choices: dict[str, str]
+    hash_key: str | None = None
+
+    def __repr__(self) -> str:  # the key must never reach a log line or a traceback
+        return f"PiiSettings(choices={self.choices!r}, hash_key={'***' if self.hash_key else None})"
+
+    @property
+    def keeps_everything(self) -> bool:
+        """True when every group is kept as it comes (no transform needed)."""
+        return all(choice == "keep" for choice in self.choices.values())
+
+
+def load_pii_settings() -> PiiSettings:
+    """Read `[quorum_sms] pii_<group>` (keep/hash/drop) and the secret `pii_hash_key`.
+
+    Raises:
+        ConfigError: an unknown choice, or `hash` chosen without a (long enough) key.
+    """
+    use_project_config()
+    choices: dict[str, str] = {}
+    for group in PII_GROUPS:
+        raw = str(lookup(APP_SECTION, f"pii_{group}", f"QUORUM_PII_{group.upper()}", "keep"))
+        choice = raw.strip().lower()
+        if choice not in PII_CHOICES:
+            raise ConfigError(
+                f"The setting {APP_SECTION}.pii_{group} must be keep, hash or drop, not {raw!r}; "
+                "fix it in .dlt/config.toml or QUORUM_PII_" + group.upper() + "."
+            )
+        choices[group] = choice
+    key = lookup(APP_SECTION, "pii_hash_key", "QUORUM_PII_HASH_KEY", None)
+    key_text = None if key is None else str(key)
+    if "hash" in choices.values():
+        hashed = ", ".join(g for g, c in choices.items() if c == "hash")
+        if not key_text:
+            raise ConfigError(
+                f"Personal data is set to be hashed ({hashed}) but no hash key is configured, so "
+                "nothing was read or written. Put a long random secret as pii_hash_key under "
+                "[quorum_sms] in .dlt/secrets.toml (or QUORUM_PII_HASH_KEY), for example the "
+                "output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`; keep "
+                "it: another key gives other hashes and breaks joins with earlier loads."
+            )
+        if len(key_text) < PII_KEY_MIN_LENGTH:
+            raise ConfigError(
+                f"The pii_hash_key is shorter than {PII_KEY_MIN_LENGTH} characters, so hashed "
+                "phone numbers could be recovered by guessing the key. Use a long random secret "
+                "(`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+            )
+    return PiiSettings(choices=choices, hash_key=key_text)
+
+
+def load_webhook_url() -> str | None:
+    """The optional failure webhook (`[quorum_sms] webhook_url` or QUORUM_WEBHOOK_URL).
+
+    Raises:
+        ConfigError: the value is not an http(s) URL.
+    """
+    use_project_config()
+    raw = lookup(APP_SECTION, "webhook_url", "QUORUM_WEBHOOK_URL", None)
+    if raw is None or not str(raw).strip():
+        return None
+    url = str(raw).strip()
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            "The failure webhook (QUORUM_WEBHOOK_URL or [quorum_sms] webhook_url) is not an "
+            "http(s) URL; fix it or remove it. Its value is not shown because webhook URLs are "
+            "secrets."
+        )
+    return url

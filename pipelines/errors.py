@@ -74,3 +74,15 @@ class DataCheckError(QuorumSmsError):
     """A data check on the built marts failed."""
 
     exit_code = 1
+
+
+class NotifyError(QuorumSmsError):
+    """The failure webhook could not be delivered (reported, never the run's own outcome)."""
+
+    exit_code = 1
+
+
+class ReconcileRefusedError(QuorumSmsError):
+    """Reconcile would mark an implausible share of the warehouse as deleted, so it stopped."""
+
+    exit_code = 1

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipelines.config import PROJECT_ROOT, SyncConfig, load_sync_config, use_project_config
+from pipelines.config import (
+    PROJECT_ROOT,
+    SyncConfig,
+    load_pii_settings,
+    load_sync_config,
+    load_webhook_url,
+    use_project_config,
+)
+from pipelines.errors import QuorumSmsError
+from pipelines.ops.history import RunCounts, RunRecorder
+from pipelines.ops.privacy import make_transform
 from pipelines.quorum import SourceObserver
-from pipelines.sync import SyncSummary, run_sync
+from pipelines.quorum.normalize import Transform
+from pipelines.sync import SyncSummary, database_lock, run_sync
 
 
 class Progress:
@@ -91,19 +104,162 @@ def print_summary(title: str, summary: SyncSummary, stream: TextIO | None = None
     stream.flush()
 
 
-def _run_and_report(config: SyncConfig) -> SyncSummary:
-    progress = Progress()
-    print(f"quorum-sms sync: {config.base_url} -> {config.database}", file=sys.stderr, flush=True)
+class _Watch:
+    """Forwards progress and keeps the source's observer, so a failed run can say how far it got."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.observer: SourceObserver | None = None
+
+    def __call__(self, observer: SourceObserver) -> None:
+        self.observer = observer
+        self.progress(observer)
+
+    def counts(self) -> RunCounts:
+        """What the run read before it stopped."""
+        observer = self.observer
+        if observer is None:
+            return RunCounts()
+        client = observer.client
+        return RunCounts(
+            records_fetched=observer.records,
+            pages=observer.pages,
+            requests=client.stats.requests if client is not None else None,
+            retries=client.stats.retries if client is not None else None,
+        )
+
+
+def _summary_counts(summary: SyncSummary) -> RunCounts:
+    return RunCounts(
+        records_fetched=summary.records_fetched,
+        records_loaded=summary.records_new + summary.records_updated,
+        records_new=summary.records_new,
+        records_updated=summary.records_updated,
+        events_loaded=summary.events_loaded,
+        pages=summary.pages,
+        requests=summary.requests,
+        retries=summary.retries,
+        paging_mode=summary.paging_mode,
+        cursor_before=summary.cursor_before,
+        cursor_after=summary.cursor_after,
+    )
+
+
+def failure_text(config: SyncConfig, error: BaseException, run_id: str | None) -> str:
+    """The failure summary for stderr (a cron mail) and the webhook; never holds the key."""
+    from pipelines.quorum.client import redact
+
+    code = error.exit_code if isinstance(error, QuorumSmsError) else 1
+    lines = [
+        f"quorum-sms sync FAILED on {socket.gethostname()} at "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')} (exit code {code})",
+        f"  database  {config.database}",
+        f"  API       {config.base_url}",
+    ]
+    if run_id:
+        lines.append(f"  run       {run_id} (quorum_ops.sync_runs; `quorum-sms status`)")
+    lines.append(f"  error     {' '.join(str(error).split()) or type(error).__name__}")
+    return redact("\n".join(lines))
+
+
+def _report_failure(config: SyncConfig, error: BaseException, run_id: str | None) -> None:
+    from pipelines.errors import NotifyError
+    from pipelines.ops.notify import post_webhook
+
+    text = failure_text(config, error, run_id)
+    print(text, file=sys.stderr, flush=True)
     try:
-        summary = run_sync(config, on_progress=progress)
-    finally:
-        progress.done()
+        webhook = load_webhook_url()
+    except QuorumSmsError:
+        webhook = None  # a bad webhook setting is reported by `quorum-sms check`
+    if webhook:
+        try:
+            post_webhook(webhook, text)
+        except NotifyError as notify_error:
+            print(f"warning: {notify_error}", file=sys.stderr, flush=True)
+
+
+def _run_and_report(config: SyncConfig) -> SyncSummary:
+    """Run the sync under the lock, with the run history, the privacy policy and alerts.
+
+    Every run leaves a row in quorum_ops.sync_runs (DuckDB); a failed run prints a summary fit
+    for a cron mail and posts it to the failure webhook, then re-raises for the exit code.
+    """
+    run_id: str | None = None
+    try:
+        transform = make_transform(load_pii_settings())
+        print(
+            f"quorum-sms sync: {config.base_url} -> {config.database}", file=sys.stderr, flush=True
+        )
+        with database_lock(config.database, config.lock_wait_seconds):
+            recorder: RunRecorder | None = None
+            if config.destination == "duckdb":
+                recorder = RunRecorder(config.database, "sync")
+                recorder.start(cursor_before=_local_cursor(config))
+                run_id = recorder.run_id
+                if recorder.interrupted_marked:
+                    print(
+                        f"note: {recorder.interrupted_marked} earlier run(s) ended without "
+                        "recording it (killed); marked interrupted in the run history",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            summary = _sync_recorded(config, recorder, transform)
+    except BaseException as error:
+        if not isinstance(error, KeyboardInterrupt):
+            _report_failure(config, error, run_id)
+        raise
+    return summary
+
+
+def _local_cursor(config: SyncConfig) -> str | None:
+    from pipelines.sync import make_pipeline, saved_cursor
+
+    try:
+        return saved_cursor(make_pipeline(config))
+    except Exception:
+        return None  # the sync itself reports a broken pipeline folder
+
+
+def _sync_recorded(
+    config: SyncConfig, recorder: RunRecorder | None, transform: Transform | None
+) -> SyncSummary:
+    progress = Progress()
+    watch = _Watch(progress)
+    try:
+        try:
+            summary = run_sync(config, on_progress=watch, transform=transform)
+        finally:
+            progress.done()
+    except BaseException as error:
+        if recorder is not None:
+            interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+            recorder.finish(
+                "interrupted" if interrupted else "failed",
+                watch.counts(),
+                error=str(error) or type(error).__name__,
+                exit_code=error.exit_code if isinstance(error, QuorumSmsError) else 1,
+            )
+        raise
+    if recorder is not None:
+        recorder.finish("succeeded", _summary_counts(summary))
     print_summary("sync finished", summary)
     if config.build_models and config.destination == "duckdb":
         from pipelines.warehouse.runner import build_models
 
-        result = build_models(config.database)
-        print(f"models rebuilt: {result}", flush=True)
+        try:
+            result = build_models(config.database)
+        except QuorumSmsError as error:
+            if recorder is not None:
+                recorder.finish(
+                    "failed",
+                    _summary_counts(summary),
+                    error=f"the data was loaded and the cursor moved, but the SQL models "
+                    f"failed: {error}",
+                    exit_code=error.exit_code,
+                )
+            raise
+        print(f"models rebuilt: {result.summary()}", flush=True)
     return summary
 
 

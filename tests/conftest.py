@@ -39,7 +39,10 @@ def simulator_factory() -> Iterator[object]:
     started: list[SimulatorServer] = []
 
     def start(
-        n_records: int = 1500, seed: int = 11, faults: Faults | None = None, world: World | None = None
+        n_records: int = 1500,
+        seed: int = 11,
+        faults: Faults | None = None,
+        world: World | None = None,
     ) -> SimulatorServer:
         server = SimulatorServer(
             world or World(seed=seed, n_records=n_records),

@@ -292,8 +292,13 @@ def test_two_overlapping_runs_one_waits_then_exits(sync_env, simulator_factory):
     assert first.returncode == 0, first_output
     assert second.returncode == 1, second_output
     assert "Another quorum-sms run is using" in second_output
+    assert "quorum-sms sync FAILED" in second_output  # the summary a cron mail shows
     sim.faults = Faults()
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
+    # the run history holds the one run that ran; the one that never got the lock wrote nothing
+    with duckdb.connect(str(sync_env), read_only=True) as connection:
+        runs = connection.execute("select status, pid from quorum_ops.sync_runs").fetchall()
+    assert runs == [("succeeded", first.pid)]
 
 
 def test_api_key_never_leaks(sync_env, simulator_factory, capsys, monkeypatch):

@@ -1,0 +1,239 @@
+"""The run history: one row per run in `quorum_ops.sync_runs`, failed and killed runs too.
+
+DuckDB allows one writing process, and dlt opens the file while it loads, so this module never
+holds a connection: each write opens the file, writes one statement and closes it. Writes
+happen while the caller holds the database's run lock (`pipelines.sync.database_lock`), which
+is also what makes stale rows decidable: a run that holds the lock knows that every other row
+still marked `running` belongs to a process that died (SIGKILL, power loss) without writing
+its end, and marks it `interrupted`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.errors import BusyError
+from pipelines.quorum.client import redact
+
+SCHEMA = "quorum_ops"
+TABLE = f"{SCHEMA}.sync_runs"
+STATUSES = ("running", "succeeded", "failed", "interrupted")
+
+#: Column name -> DuckDB type; the order is the table's column order.
+COLUMNS: dict[str, str] = {
+    "run_id": "VARCHAR NOT NULL",  # a uuid4; no index: DuckDB updates indexed rows poorly
+    "command": "VARCHAR NOT NULL",
+    "status": "VARCHAR NOT NULL",
+    "pid": "BIGINT",
+    "host": "VARCHAR",
+    "started_at": "TIMESTAMPTZ NOT NULL",
+    "finished_at": "TIMESTAMPTZ",
+    "records_fetched": "BIGINT",
+    "records_loaded": "BIGINT",
+    "records_new": "BIGINT",
+    "records_updated": "BIGINT",
+    "events_loaded": "BIGINT",
+    "records_deleted": "BIGINT",
+    "pages": "BIGINT",
+    "requests": "BIGINT",
+    "retries": "BIGINT",
+    "paging_mode": "VARCHAR",
+    "cursor_before": "VARCHAR",
+    "cursor_after": "VARCHAR",
+    "exit_code": "INTEGER",
+    "error": "VARCHAR",
+}
+DDL = (
+    f"create schema if not exists {SCHEMA}; "
+    f"create table if not exists {TABLE} ("
+    + ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+    + ")"
+)
+_MAX_ERROR_CHARS = 2000
+
+
+@dataclass
+class RunCounts:
+    """What a run did, as far as it got (all optional: a failed run may know little)."""
+
+    records_fetched: int | None = None
+    records_loaded: int | None = None
+    records_new: int | None = None
+    records_updated: int | None = None
+    events_loaded: int | None = None
+    records_deleted: int | None = None
+    pages: int | None = None
+    requests: int | None = None
+    retries: int | None = None
+    paging_mode: str | None = None
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of the run history, as `quorum-sms status` shows it."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+
+def ensure_table(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create `quorum_ops.sync_runs` if it does not exist (models read it: sync_freshness)."""
+    for statement in DDL.split("; "):
+        connection.execute(statement)
+
+
+@contextmanager
+def _connect(database: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    try:
+        connection = duckdb.connect(str(database), read_only=read_only)
+    except duckdb.IOException as error:
+        raise BusyError(
+            f"The database {database} is open for writing in another process (a sync, a BI "
+            f"tool) so the run history cannot be {'read' if read_only else 'written'} "
+            f"({redact(str(error).splitlines()[0])[:200]}). Try again when that process is done."
+        ) from None
+    try:
+        connection.execute("set TimeZone = 'UTC'")
+        yield connection
+    finally:
+        connection.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunRecorder:
+    """Writes one run's row: `start` (status running, with the pid), then `finish`.
+
+    The caller must hold the database's run lock from `start` to `finish`.
+
+    Args:
+        database: the DuckDB file (it is created if needed).
+        command: `sync` or `reconcile`.
+    """
+
+    def __init__(self, database: Path, command: str) -> None:
+        self.database = database
+        self.command = command
+        self.run_id = str(uuid.uuid4())
+        self.started_at: datetime | None = None
+        self.interrupted_marked = 0
+
+    def start(self, cursor_before: str | None = None) -> None:
+        """Mark stale `running` rows interrupted, then insert this run's `running` row."""
+        self.database.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = _now()
+        with _connect(self.database) as connection:
+            ensure_table(connection)
+            marked = connection.execute(
+                f"update {TABLE} set status = 'interrupted', finished_at = coalesce("
+                "finished_at, ?), error = coalesce(error, 'the process ended without recording "
+                "its end (killed, or the machine stopped); a later run found it') "
+                "where status = 'running' and run_id <> ? returning run_id",
+                [self.started_at, self.run_id],
+            ).fetchall()
+            self.interrupted_marked = len(marked)
+            connection.execute(
+                f"insert into {TABLE} (run_id, command, status, pid, host, started_at, "
+                "cursor_before) values (?, ?, 'running', ?, ?, ?, ?)",
+                [
+                    self.run_id,
+                    self.command,
+                    os.getpid(),
+                    socket.gethostname(),
+                    self.started_at,
+                    cursor_before,
+                ],
+            )
+
+    def finish(
+        self,
+        status: str,
+        counts: RunCounts | None = None,
+        *,
+        error: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """Record the run's end: its status, what it did and, for a failure, the error."""
+        if status not in STATUSES[1:]:
+            raise ValueError(f"not a final status: {status}")
+        counts = counts or RunCounts()
+        if exit_code is None:
+            exit_code = 0 if status == "succeeded" else 1
+        text = None if error is None else redact(" ".join(error.split()))[:_MAX_ERROR_CHARS]
+        values: dict[str, Any] = {
+            "status": status,
+            "finished_at": _now(),
+            "exit_code": exit_code,
+            "error": text,
+        }
+        for name, value in vars(counts).items():
+            if value is not None:
+                values[name] = value
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with _connect(self.database) as connection:
+            connection.execute(
+                f"update {TABLE} set {assignments} where run_id = ?",
+                [*values.values(), self.run_id],
+            )
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id runs on this machine (for rows not yet marked)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recent_runs(database: Path, limit: int = 10) -> list[RunRow]:
+    """The newest runs first; an empty list when the database has no history yet."""
+    if not database.is_file():
+        return []
+    with _connect(database, read_only=True) as connection:
+        present = connection.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = 'sync_runs'",
+            [SCHEMA],
+        ).fetchone()
+        if not present or not present[0]:
+            return []
+        cursor = connection.execute(
+            f"select * from {TABLE} order by started_at desc, run_id limit ?", [limit]
+        )
+        names = [d[0] for d in cursor.description or []]
+        return [RunRow(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+
+
+def freshness(database: Path) -> dict[str, Any] | None:
+    """The `analytics.sync_freshness` row, or None when the models have not been built."""
+    if not database.is_file():
+        return None
+    with _connect(database, read_only=True) as connection:
+        try:
+            cursor = connection.execute("select * from analytics.sync_freshness")
+        except duckdb.CatalogException:
+            return None
+        names = [d[0] for d in cursor.description or []]
+        row = cursor.fetchone()
+    return None if row is None else dict(zip(names, row, strict=True))
