@@ -280,6 +280,7 @@ def demo_command(args: argparse.Namespace) -> int:
     """Handle `quorum-sms demo`: the whole product on a simulated Quorum, on this machine."""
     from pipelines.simulator import SimulatorServer, World
     from pipelines.sync import pipelines_dir_for
+    from pipelines.warehouse.html_report import write_html_report
     from pipelines.warehouse.report import render_terminal_report
 
     use_project_config()
@@ -294,7 +295,10 @@ def demo_command(args: argparse.Namespace) -> int:
         _run_and_report(config)
     print()
     print(render_terminal_report(database))
+    html = database.with_name(database.stem + "-report.html")
+    write_html_report(database, html)
     print(f"\nThe warehouse is {database}; its dlt state is in {pipelines_dir_for(database)}.")
+    print(f"The same report with charts, for a browser: {html}")
     return 0
 
 

@@ -36,6 +36,8 @@ def test_demo_runs_end_to_end_and_prints_the_report(tmp_path):
     assert "records fetched    2,000" in result.stdout
     assert "data checks passed" in result.stdout
     assert "last 30 days" in result.stdout
+    page = tmp_path / "demo-report.html"
+    assert page.exists() and "<svg" in page.read_text()
     with duckdb.connect(str(database), read_only=True) as connection:
         messages = connection.execute("select count(*) from analytics.fct_sms_message").fetchone()
     assert messages == (2000,)
