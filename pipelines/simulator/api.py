@@ -165,8 +165,8 @@ def _converter(name: str) -> Callable[[str], Any]:
 def parse_filters(params: Sequence[tuple[str, str]], caps: Capabilities) -> list[Condition]:
     """Turn query parameters into conditions, tastypie's way (unknown names are ignored)."""
     values: dict[str, list[str]] = {}
-    for key, value in params:
-        values.setdefault(key, []).append(value)
+    for key, raw_value in params:
+        values.setdefault(key, []).append(raw_value)
     conditions: list[Condition] = []
     for key, raws in values.items():
         bits = key.split("__")
@@ -177,7 +177,9 @@ def parse_filters(params: Sequence[tuple[str, str]], caps: Capabilities) -> list
         if bits and bits[-1] in QUERY_TERMS:
             op = bits.pop()
         if bits:
-            raise BadRequest(f"Lookups are not allowed more than one level deep on the '{name}' field.")
+            raise BadRequest(
+                f"Lookups are not allowed more than one level deep on the '{name}' field."
+            )
         allowed = FILTERING.get(name)
         if allowed is None or (name in RANGE_FIELDS and not caps.range_filters):
             raise BadRequest(f"The '{name}' field does not allow filtering.")
@@ -230,9 +232,9 @@ def list_sendsms(
     world: World,
     params: Sequence[tuple[str, str]],
     caps: Capabilities,
-    spoil: Callable[[list[dict[str, Any]]], None] | None = None,
+    bad_updated: Callable[[int], bool] | None = None,
 ) -> Response:
-    """`GET /api/sendsms/`."""
+    """`GET /api/sendsms/`; `bad_updated` picks records served with a malformed `updated`."""
     try:
         limit = _parse_limit(_last(params, "limit"))
         offset = _parse_offset(_last(params, "offset"))
@@ -242,9 +244,8 @@ def list_sendsms(
         return error(400, str(exc))
     with world.lock:
         total, rows = world.query(conditions, order, offset, limit)
-        objects = world.render(rows)
-    if spoil is not None:
-        spoil(objects)
+        objects = world.render_json(rows, bad_updated)
+        ids = world.ids(rows)
     meta = {
         "limit": limit,
         "next": page_uri(params, limit, offset + limit) if offset + limit < total else None,
@@ -252,13 +253,14 @@ def list_sendsms(
         "previous": page_uri(params, limit, offset - limit) if offset - limit >= 0 else None,
         "total_count": total,
     }
-    body = orjson.dumps({"meta": meta, "objects": objects})
-    ids = [obj["id"] for obj in objects]
+    body = b"".join(
+        (b'{"meta":', orjson.dumps(meta), b',"objects":[', ",".join(objects).encode(), b"]}")
+    )
     return Response(200, body, records=len(objects), record_ids=ids)
 
 
 def detail_sendsms(
-    world: World, record_id: str, spoil: Callable[[list[dict[str, Any]]], None] | None = None
+    world: World, record_id: str, bad_updated: Callable[[int], bool] | None = None
 ) -> Response:
     """`GET /api/sendsms/{id}/`: the record, or 404 with an empty body."""
     if not record_id.isdigit():
@@ -267,10 +269,8 @@ def detail_sendsms(
         row = world.get_row(int(record_id))
         if row is None:
             return Response(404, content_type="text/html; charset=utf-8")
-        objects = world.render(np.asarray([row], dtype=np.int64))
-    if spoil is not None:
-        spoil(objects)
-    return Response(200, orjson.dumps(objects[0]), records=1, record_ids=[objects[0]["id"]])
+        (text,) = world.render_json(np.asarray([row], dtype=np.int64), bad_updated)
+    return Response(200, text.encode(), records=1, record_ids=[int(record_id)])
 
 
 def send_individual_sms(world: World, body: bytes) -> Response:

@@ -111,9 +111,10 @@ CAMPAIGNS: tuple[tuple[str, str], ...] = (
      "points: {link}"),
     ("Newsletter", "Our November newsletter is out: wins in the legislature, new chapters "
      "and a special offer for members. Read it here: {link}"),
-    ("Phone bank", "Phone bank tonight 6–8pm. Snacks provided, training at 5:45. Join: {link}"),
+    ("Phone bank", "Phone bank tonight 6\u20138pm. Snacks provided, training at 5:45. "
+     "Join: {link}"),
     ("Early voting", "Early voting starts today and runs through Sunday. Polls are open "
-     "8am–7pm. Your nearest site: {link}"),
+     "8am\u20137pm. Your nearest site: {link}"),
 )
 INDIVIDUAL_MESSAGES: tuple[str, ...] = (
     "Hi {first}, thanks for signing up to volunteer! Reply STOP to opt out.",
@@ -125,7 +126,7 @@ INDIVIDUAL_MESSAGES: tuple[str, ...] = (
     "Hey {first}, just following up on the RSVP link I sent: {link}",
     "Bonjour {first}, merci pour votre aide hier soir !",
     "Hi {first}, your shift was moved to 2pm. Let me know if that does not work [room B].",
-    "{first} – great to meet you at the town hall. Here is the info I mentioned: {link}",
+    "{first} \u2013 great to meet you at the town hall. Here is the info I mentioned: {link}",
 )
 INBOUND_MESSAGES: tuple[str, ...] = (
     "YES", "Yes!", "yes", "STOP", "Stop", "Thanks!", "Count me in 👍", "Who is this?",

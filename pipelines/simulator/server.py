@@ -7,10 +7,11 @@ process: move the clock, touch or delete records, read the ground truth, switch 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -24,7 +25,6 @@ from pipelines.simulator.faults import Faults, FaultState, Stats
 from pipelines.simulator.timefmt import iso_z
 from pipelines.simulator.world import World
 
-MALFORMED_VALUE = "not-a-date"
 _HTML_ERRORS = {
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -64,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.sim._track(self.connection, False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request log (URLs carry the api_key)."""
 
     def do_GET(self) -> None:
@@ -100,10 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[: cut or 0])
             self.wfile.flush()
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if cut is not None:
             body = body[:cut]
@@ -136,7 +134,6 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes,
     ) -> None:
         state = sim._fault_state
-        faults = state.faults
         stats = sim.stats
         delay = state.delay_s()
         if delay:
@@ -189,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
             order_by=not faults.refuse_order_by,
             ignore_order_by=faults.ignore_order_by,
         )
-        spoil = sim._spoiler(state)
+        spoil = sim._malformed(state)
         bits = [b for b in path.split("/") if b]
         if bits[:2] != ["api", "sendsms"]:
             return api.Response(404, content_type="text/html; charset=utf-8")
@@ -258,8 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         with world.lock:
-            for part in world.iter_ground_truth(chunk=5000):
-                data = b"".join(orjson.dumps(obj) + b"\n" for obj in part)
+            for part in world.iter_ground_truth_json(chunk=5000):
+                data = ("\n".join(part) + "\n").encode()
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
 
@@ -322,10 +319,8 @@ class SimulatorServer:
         with self._connections_lock:
             open_connections = list(self._connections)
         for conn in open_connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None
@@ -369,18 +364,18 @@ class SimulatorServer:
         given = dict(params)
         return given.get("username") == self.username and given.get("api_key") == self.api_key
 
-    def _spoiler(self, state: FaultState) -> Any:
+    def _malformed(self, state: FaultState) -> Callable[[int], bool] | None:
         faults = state.faults
         if not faults.malformed_ids and not faults.malformed_rate:
             return None
 
-        def spoil(objects: list[dict[str, Any]]) -> None:
-            for obj in objects:
-                if state.is_malformed(obj["id"]):
-                    obj["updated"] = MALFORMED_VALUE
-                    self.stats.count_fault("malformed")
+        def bad_updated(record_id: int) -> bool:
+            if state.is_malformed(record_id):
+                self.stats.count_fault("malformed")
+                return True
+            return False
 
-        return spoil
+        return bad_updated
 
     # ------------------------------------------------------------------ admin actions
 

@@ -81,6 +81,25 @@ def render(values: npt.NDArray[np.int64], forms: npt.NDArray[np.integer]) -> lis
     return out
 
 
+def render_json(values: npt.NDArray[np.int64], forms: npt.NDArray[np.integer]) -> list[str]:
+    """Like `render`, as JSON tokens: a quoted string, or `null`."""
+    if len(values) == 0:
+        return []
+    missing = (values == NEVER) | (values == NO_TIME)
+    shifted = np.where(missing, 0, values) + _OFFSET_US[forms]
+    texts = np.datetime_as_string(shifted.astype("datetime64[us]"), unit="us").tolist()
+    out: list[str] = []
+    append = out.append
+    for text, form, gone in zip(texts, forms.tolist(), missing.tolist(), strict=True):
+        if gone:
+            append("null")
+        elif _MICRO[form]:
+            append(f'"{text}{_SUFFIX[form]}"')
+        else:
+            append(f'"{text[:19]}{_SUFFIX[form]}"')
+    return out
+
+
 def parse(text: str) -> int:
     """Parse an ISO 8601 date or date-time (naive means UTC) into microseconds since the epoch.
 
