@@ -47,12 +47,21 @@ def lookup(section: str, key: str, env: str | None = None, default: Any = None) 
 def resolve_database(path: str | os.PathLike[str] | None) -> Path:
     """The DuckDB file: the flag, else QUORUM_DATABASE, else config, else data/quorum.duckdb.
 
-    Relative paths are relative to the project root, so cron and a shell agree on the file.
+    A relative `--database` or QUORUM_DATABASE is relative to the current directory, as a
+    shell user expects; a relative path in the config files is relative to the project
+    folder, so cron (started anywhere) and a shell agree on the file.
     """
-    raw = path or lookup(APP_SECTION, "database", "QUORUM_DATABASE", DEFAULT_DATABASE)
-    candidate = Path(str(raw)).expanduser()
-    if not candidate.is_absolute():
-        candidate = PROJECT_ROOT / candidate
+    given = str(path).strip() if path is not None else ""
+    if not given:
+        given = os.environ.get("QUORUM_DATABASE", "").strip()
+    if given:
+        candidate = Path(given).expanduser().resolve()
+    else:
+        use_project_config()
+        candidate = Path(str(lookup(APP_SECTION, "database", default=DEFAULT_DATABASE)))
+        candidate = candidate.expanduser()
+        if not candidate.is_absolute():
+            candidate = PROJECT_ROOT / candidate
     if candidate.exists() and candidate.is_dir():
         raise ConfigError(
             f"The database path {candidate} is a directory; give a file path such as "

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.warehouse.database import DATABASE_ENV, resolve_database
+from pipelines.config import resolve_database
 
-DATABASE_HELP = f"the DuckDB file (default: ${DATABASE_ENV}, else data/quorum.duckdb)"
+DATABASE_HELP = "the DuckDB file (default: $QUORUM_DATABASE, else [quorum_sms] database)"
 
 
 def register(subparsers: Any) -> None:

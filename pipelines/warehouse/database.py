@@ -10,29 +10,9 @@ import duckdb
 from pipelines.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATABASE = Path("data") / "quorum.duckdb"
-DATABASE_ENV = "QUORUM_DATABASE"
 DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
 RAW_SCHEMA = "quorum_raw"
 MARTS_SCHEMA = "analytics"
-
-
-def resolve_database(arg: str | os.PathLike[str] | None) -> Path:
-    """Choose the DuckDB file: the argument, else $QUORUM_DATABASE, else data/quorum.duckdb.
-
-    Args:
-        arg: the `--database` value, or None when the user gave none.
-
-    Returns:
-        An absolute path; a relative default is taken from the project root, a relative
-        argument or environment value from the current directory.
-    """
-    if arg is not None and str(arg).strip():
-        return Path(arg).expanduser().resolve()
-    from_env = os.environ.get(DATABASE_ENV, "").strip()
-    if from_env:
-        return Path(from_env).expanduser().resolve()
-    return (PROJECT_ROOT / DEFAULT_DATABASE).resolve()
 
 
 def connect(

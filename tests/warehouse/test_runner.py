@@ -8,8 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.config import resolve_database
 from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
-from pipelines.warehouse.database import DEFAULT_SQL_DIR, resolve_database
+from pipelines.warehouse.database import DEFAULT_SQL_DIR
 from pipelines.warehouse.models import discover_models
 from pipelines.warehouse.runner import build_models
 from tests.warehouse.rawdata import sms, write_raw
