@@ -127,6 +127,8 @@ class SyncConfig:
     backoff_initial: float
     timeout: float
     lock_wait_seconds: float
+    duckdb_memory_limit: str
+    duckdb_threads: int
     full_refresh: bool
     force_full_scan: bool
     build_models: bool
@@ -204,6 +206,8 @@ def load_sync_config(
         ),
         timeout=_number(SOURCE_SECTION, "timeout", settings.DEFAULT_TIMEOUT_SECONDS, minimum=0.1),
         lock_wait_seconds=_number(APP_SECTION, "lock_wait_seconds", 10, minimum=0),
+        duckdb_memory_limit=str(lookup(APP_SECTION, "duckdb_memory_limit", default="128MB")),
+        duckdb_threads=int(_number(APP_SECTION, "duckdb_threads", 2, minimum=1)),
         full_refresh=full_refresh,
         force_full_scan=_flag(lookup(SOURCE_SECTION, "force_full_scan", default=False)),
         build_models=build_models,

@@ -19,6 +19,7 @@ from typing import Any
 import dlt
 import duckdb
 import filelock
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import SyncConfig
@@ -82,7 +83,15 @@ def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
     """The dlt pipeline writing `quorum_raw` into the configured destination."""
     destination: Any
     if config.destination == "duckdb":
-        destination = dlt.destinations.duckdb(credentials=str(config.database))
+        credentials = DuckDbCredentials(str(config.database))
+        # DuckDB's default memory limit is 80 % of RAM: the merge of a large load would take it.
+        # A fixed limit makes it spill to disk instead, so memory stays flat however big the sync.
+        credentials.global_config = {
+            "memory_limit": config.duckdb_memory_limit,
+            "threads": config.duckdb_threads,
+            "preserve_insertion_order": False,
+        }
+        destination = dlt.destinations.duckdb(credentials=credentials)
     else:
         destination = config.destination
     return dlt.pipeline(

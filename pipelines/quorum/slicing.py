@@ -129,7 +129,7 @@ def _read_slices(
     on_pager: Callable[[PagingStats], None],
     on_page: Callable[[PagingStats], None],
 ) -> Iterator[Page]:
-    pages: queue.Queue[Any] = queue.Queue(maxsize=concurrency * 2)
+    pages: queue.Queue[Any] = queue.Queue(maxsize=concurrency)
     stop = threading.Event()
 
     def put(item: Any) -> bool:
