@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -102,26 +101,18 @@ def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
     )
 
 
-#: (lock file, thread) pairs held here: an outer holder (the run history around a sync) makes
-#: the inner `database_lock` of the same thread a no-op instead of a deadlock on its own lock.
-_HELD_LOCKS: set[tuple[Path, int]] = set()
-
-
 @contextlib.contextmanager
 def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
     """Hold the database's run lock; raise BusyError when another run keeps it.
 
-    Re-entrant within one thread: a nested call for a lock the thread holds just yields.
+    Re-entrant within a thread (filelock's singleton lock counts nested acquisitions), so the
+    sync command can hold it around its run-history bookkeeping and `run_sync` inside.
     """
     database.parent.mkdir(parents=True, exist_ok=True)
     lock_path = database.with_name(database.name + ".lock")
-    held = (lock_path, threading.get_ident())
-    if held in _HELD_LOCKS:
-        yield
-        return
-    lock = filelock.FileLock(str(lock_path), timeout=wait_seconds)
+    lock = filelock.FileLock(str(lock_path), is_singleton=True)
     try:
-        lock.acquire()
+        lock.acquire(timeout=wait_seconds)
     except filelock.Timeout:
         raise BusyError(
             f"Another quorum-sms run is using {database} (it holds {lock_path}); this run waited "
@@ -129,11 +120,9 @@ def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
             "never overlap: if a run is still going, let it finish; the lock is released as "
             "soon as that process ends."
         ) from None
-    _HELD_LOCKS.add(held)
     try:
         yield
     finally:
-        _HELD_LOCKS.discard(held)
         lock.release()
 
 
