@@ -1,7 +1,8 @@
 """The `quorum-sms` command: parse, call, print, exit code.
 
-Each area registers its own subcommands (`register(subparsers)` in `pipelines/*/cli.py`), so
-this module stays a thin dispatcher. Errors are typed (`pipelines.errors`) and become one
+Each command module registers its own subcommands (`register(subparsers)` in
+`pipelines/commands/*.py`, and the simulator's in `pipelines/simulator/cli.py`), so this module
+stays a thin dispatcher. Errors are typed (`pipelines.errors`) and become one
 paragraph on stderr plus the error's exit code.
 """
 
@@ -17,20 +18,19 @@ from pipelines.errors import QuorumSmsError
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every area's subcommands."""
-    from pipelines import sync_cli
-    from pipelines.ops import cli as ops_cli
+    from pipelines.commands import ops, settings, sync, warehouse
     from pipelines.simulator import cli as simulator_cli
-    from pipelines.warehouse import cli as warehouse_cli
 
     parser = argparse.ArgumentParser(
         prog="quorum-sms",
         description="Quorum SendSMS data into DuckDB, with delivery and conversion metrics.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sync_cli.register(subparsers)
+    sync.register(subparsers)
     simulator_cli.register(subparsers)
-    warehouse_cli.register(subparsers)
-    ops_cli.register(subparsers)
+    warehouse.register(subparsers)
+    ops.register(subparsers)
+    settings.register(subparsers)
     return parser
 
 

@@ -1,65 +1,245 @@
-"""Settings of a run, from the command line, QUORUM_* variables and dlt's own config.
+"""Settings of a run: one typed spec per section, resolved by dlt, with flags on top.
 
-Precedence, highest first: a command-line flag; `QUORUM_BASE_URL`, `QUORUM_USERNAME`,
-`QUORUM_API_KEY`, `QUORUM_DATABASE`; dlt's providers (`SOURCES__QUORUM__API_KEY`-style
-environment variables, `.dlt/secrets.toml`, `.dlt/config.toml`); the defaults in
-`pipelines.quorum.settings`. Every value is validated here, so a bad setting fails before any
-request is sent or any file is touched.
+Where a value comes from, highest first: a command-line flag; the documented environment
+variable of the setting (`QUORUM_<NAME>`, see `QuorumEnvironment`); dlt's own providers
+(`SOURCES__QUORUM__<NAME>` / `QUORUM_SMS__<NAME>` variables, `.dlt/secrets.toml`,
+`.dlt/config.toml`); the default written in the spec. The specs are
+`pipelines.quorum.settings.QuorumSourceSettings` (`[sources.quorum]`, what the dlt source
+needs) and `RunSettings` below (`[quorum_sms]`, what the commands around it need). Adding a
+setting is adding one `setting(...)` field to one of them: its environment variable, its line
+in `.dlt/config.toml` and its row in the README follow (`quorum-sms settings`).
+
+Every value is validated here, so a bad setting fails before any request is sent or any file
+is touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-import dlt
-import pendulum
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationValueError,
+    ConfigValueCannotBeCoercedException,
+)
+from dlt.common.configuration.providers.provider import ConfigProvider
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.typing import TSecretStrValue
 
 from pipelines.errors import ConfigError
-from pipelines.quorum import settings
-from pipelines.quorum.client import validate_base_url
+from pipelines.quorum import check_settings
+from pipelines.quorum.settings import (
+    SOURCE_SECTION,
+    QuorumSourceSettings,
+    check_values,
+    invalid_setting_message,
+    setting,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE = "data/quorum.duckdb"
-SOURCE_SECTION = "sources.quorum"
-APP_SECTION = "quorum_sms"
+RUN_SECTION = ("quorum_sms",)
+#: Prefix of every setting's documented environment variable: QUORUM_<NAME>.
+ENV_PREFIX = "QUORUM_"
+
+#: Groups of personal-data columns and what may be done with each (see docs/operations.md).
+PII_GROUPS = ("phones", "emails", "names", "messages", "recipients")
+PII_CHOICES = ("keep", "hash", "drop")
+#: A shorter key could be guessed; 32 random characters are easy to generate (docs).
+PII_KEY_MIN_LENGTH = 16
+
+
+def _pii(what: str) -> Any:
+    return setting("keep", f"Personal data: {what}. keep, hash or drop.", choices=PII_CHOICES)
+
+
+@configspec
+class RunSettings(BaseConfiguration):
+    """Every setting of the commands around the source (section `[quorum_sms]`)."""
+
+    database: str = setting(
+        "data/quorum.duckdb",
+        "The DuckDB file. Relative paths are relative to the project folder in the config "
+        "files, and to the current directory in QUORUM_DATABASE and --database.",
+        path=True,
+    )
+    destination: str = setting(
+        "duckdb",
+        "Any dlt destination name (duckdb, postgres, snowflake, bigquery, ...); credentials of "
+        "the others go in .dlt/secrets.toml under [destination.<name>.credentials]. The SQL "
+        "models and the report run on DuckDB only.",
+    )
+    lock_wait_seconds: float = setting(
+        10.0,
+        "How long a run waits for another run of the same database to finish before giving up.",
+        minimum=0,
+    )
+    duckdb_memory_limit: str = setting(
+        "128MB",
+        "DuckDB's memory ceiling while loading; above it the merge spills to a temporary "
+        "folder beside the database, so memory stays flat however large the sync.",
+    )
+    duckdb_threads: int = setting(2, "DuckDB's worker threads while loading.", minimum=1)
+    webhook_url: TSecretStrValue | None = setting(
+        None,
+        "Failure alerts: a Slack-compatible webhook gets the failure summary ({\"text\": ...}). "
+        "A secret: .dlt/secrets.toml or the environment, not config.toml.",
+        example="https://hooks.slack.com/services/T000/B000/XXXX",
+    )
+    pii_phones: str = _pii("recipient phone numbers (rcpt_dict phone keys, phone-named fields)")
+    pii_emails: str = _pii("supporter_email and e-mail keys")
+    pii_names: str = _pii("supporter_name, supporter_title, supporter_public_organization")
+    pii_messages: str = _pii("message_content")
+    pii_recipients: str = _pii("rcpt_dict as a whole")
+    pii_hash_key: TSecretStrValue | None = setting(
+        None,
+        f"Key of the `hash` personal-data choice (a secret, at least {PII_KEY_MIN_LENGTH} "
+        "characters; keep it: another key gives other hashes and breaks joins).",
+        example="output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+    )
+
+
+#: Every settings spec and its section, in the order the docs list them.
+SPECS: tuple[tuple[tuple[str, ...], type[BaseConfiguration]], ...] = (
+    (SOURCE_SECTION, QuorumSourceSettings),
+    (RUN_SECTION, RunSettings),
+)
+
+
+def env_name(name: str) -> str:
+    """The documented environment variable of a setting: QUORUM_<NAME>."""
+    return ENV_PREFIX + name.upper()
+
+
+def spec_fields(spec: type[BaseConfiguration]) -> Iterator[dataclasses.Field[Any]]:
+    """The settings of a spec (dlt's own bookkeeping fields left out)."""
+    return (f for f in dataclasses.fields(spec) if "doc" in f.metadata)
+
+
+class QuorumEnvironment(ConfigProvider):
+    """dlt config provider for the documented names: `QUORUM_<NAME>` for every setting.
+
+    It sits above dlt's own providers, so `QUORUM_BASE_URL` beats `SOURCES__QUORUM__BASE_URL`
+    and the toml files. An empty variable counts as unset. A path setting given here is
+    relative to the current directory (a shell user's expectation), so it is made absolute
+    on the way in; relative paths in the config files stay relative to the project.
+    """
+
+    def __init__(self) -> None:
+        self._fields = {
+            section: {f.name: f for f in spec_fields(spec)} for section, spec in SPECS
+        }
+
+    def get_value(
+        self, key: str, hint: type[Any], pipeline_name: str | None, *sections: str
+    ) -> tuple[Any | None, str]:
+        """The value of `QUORUM_<KEY>` when `key` is a setting of the given section."""
+        name = env_name(key)
+        for section, fields in self._fields.items():
+            if tuple(sections[: len(section)]) == section and key in fields:
+                value = os.environ.get(name, "").strip()
+                if not value:
+                    return None, name
+                if fields[key].metadata.get("path"):
+                    value = str(Path(value).expanduser().resolve())
+                return value, name
+        return None, name
+
+    @property
+    def supports_secrets(self) -> bool:
+        """Credentials come from the environment too (cron, systemd EnvironmentFile)."""
+        return True
+
+    @property
+    def supports_sections(self) -> bool:
+        """Sections decide which spec a key belongs to."""
+        return True
+
+    @property
+    def name(self) -> str:
+        """Shown in dlt's lookup traces."""
+        return "QUORUM_* environment variables"
+
+    @property
+    def is_empty(self) -> bool:
+        """Never skipped: whether a variable is set is decided per lookup."""
+        return False
 
 
 def use_project_config() -> None:
-    """Point dlt at this project's `.dlt/` folder, so cron can run us from any directory."""
+    """Point dlt at this project's `.dlt/` and put the QUORUM_* names above dlt's own.
+
+    Idempotent; called before every resolution, so cron can run us from any directory.
+    """
     if (PROJECT_ROOT / ".dlt").is_dir():
         os.environ.setdefault("DLT_PROJECT_DIR", str(PROJECT_ROOT))
+    providers = Container()[PluggableRunContext].providers.providers
+    if not any(isinstance(p, QuorumEnvironment) for p in providers):
+        providers.insert(0, QuorumEnvironment())
 
 
-def lookup(section: str, key: str, env: str | None = None, default: Any = None) -> Any:
-    """One setting: the QUORUM_* variable, else dlt's providers, else the default."""
-    if env and os.environ.get(env):
-        return os.environ[env]
-    value: Any = dlt.config.get(f"{section}.{key}")
-    if value is None:
-        value = dlt.secrets.get(f"{section}.{key}")
-    return default if value is None or value == "" else value
+TSpec = TypeVar("TSpec", bound=BaseConfiguration)
 
 
-def resolve_database(path: str | os.PathLike[str] | None) -> Path:
+def resolve(spec: TSpec, section: tuple[str, ...]) -> TSpec:
+    """Resolve a spec with dlt's providers (and the QUORUM_* names); validate its values.
+
+    Raises:
+        ConfigError: a value that cannot be read as its type, or one out of range.
+    """
+    use_project_config()
+    where = ".".join(section)
+    try:
+        resolved = resolve_configuration(spec, sections=section)
+    except ConfigValueCannotBeCoercedException as error:
+        field = next(f for f in dataclasses.fields(spec) if f.name == error.field_name)
+        raise ConfigError(
+            invalid_setting_message(
+                where,
+                error.field_name,
+                error.field_value,
+                minimum=field.metadata.get("minimum"),
+                choices=field.metadata.get("choices") or (),
+            )
+        ) from None
+    except (ConfigFieldMissingException, ConfigurationValueError) as error:
+        raise ConfigError(
+            f"The settings under [{where}] could not be read ({type(error).__name__}); check "
+            ".dlt/config.toml, .dlt/secrets.toml and the QUORUM_* environment variables."
+        ) from None
+    check_values(resolved, where)
+    return resolved
+
+
+def resolve_database(path: str | os.PathLike[str] | None, configured: str | None = None) -> Path:
     """The DuckDB file: the flag, else QUORUM_DATABASE, else config, else data/quorum.duckdb.
 
     A relative `--database` or QUORUM_DATABASE is relative to the current directory, as a
     shell user expects; a relative path in the config files is relative to the project
     folder, so cron (started anywhere) and a shell agree on the file.
+
+    Args:
+        path: the `--database` flag, if given.
+        configured: the resolved `database` setting (read here when not given).
+
+    Raises:
+        ConfigError: the path is a directory.
     """
     given = str(path).strip() if path is not None else ""
-    if not given:
-        given = os.environ.get("QUORUM_DATABASE", "").strip()
     if given:
         candidate = Path(given).expanduser().resolve()
     else:
-        use_project_config()
-        candidate = Path(str(lookup(APP_SECTION, "database", default=DEFAULT_DATABASE)))
-        candidate = candidate.expanduser()
+        if configured is None:
+            configured = resolve(RunSettings(), RUN_SECTION).database
+        candidate = Path(configured).expanduser()
         if not candidate.is_absolute():
             candidate = PROJECT_ROOT / candidate
     if candidate.exists() and candidate.is_dir():
@@ -70,86 +250,31 @@ def resolve_database(path: str | os.PathLike[str] | None) -> Path:
     return candidate
 
 
-def parse_since(value: str) -> str:
-    """Validate a `--since` date or date-time; return it as an ISO string in UTC."""
-    try:
-        parsed = pendulum.parse(value)
-    except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
-        parsed = None
-    if not isinstance(parsed, datetime):
-        if isinstance(parsed, pendulum.Date):
-            parsed = pendulum.datetime(parsed.year, parsed.month, parsed.day, tz="UTC")
-        else:
-            raise ConfigError(
-                f"{value!r} is not a date. Give --since (or [sources.quorum] initial_value) as "
-                "an ISO date such as 2024-01-31 or a date-time such as 2024-01-31T12:00:00Z."
-            )
-    return pendulum.instance(parsed).in_timezone("UTC").isoformat()
-
-
-def _number(section: str, key: str, default: float, *, minimum: float) -> float:
-    raw = lookup(section, key, default=default)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not value >= minimum:
-        raise ConfigError(
-            f"The setting {section}.{key} must be a number of at least {minimum}, not {raw!r}; "
-            "fix it in .dlt/config.toml or its environment variable."
-        )
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
-
-
 @dataclass(frozen=True)
 class SyncConfig:
-    """Everything one sync needs, validated."""
+    """Everything a command needs, validated: the source's settings, the run's, and flags."""
 
-    base_url: str
-    username: str
-    api_key: str
+    source: QuorumSourceSettings
+    run: RunSettings
     database: Path
-    destination: str
-    initial_value: str
-    since_given: bool
-    lag_seconds: float
-    page_size: int
-    concurrency: int
-    requests_per_second: float | None
-    max_attempts: int
-    max_total_wait: float
-    backoff_initial: float
-    timeout: float
-    lock_wait_seconds: float
-    duckdb_memory_limit: str
-    duckdb_threads: int
-    full_refresh: bool
-    force_full_scan: bool
-    build_models: bool
+    since_given: bool = False
+    full_refresh: bool = False
+    build_models: bool = True
 
-    def source_kwargs(self) -> dict[str, Any]:
-        """Arguments for `quorum_source`."""
-        return {
-            "base_url": self.base_url,
-            "username": self.username,
-            "api_key": self.api_key,
-            "initial_value": self.initial_value,
-            "lag_seconds": self.lag_seconds,
-            "page_size": self.page_size,
-            "concurrency": self.concurrency,
-            "requests_per_second": self.requests_per_second,
-            "max_attempts": self.max_attempts,
-            "max_total_wait": self.max_total_wait,
-            "backoff_initial": self.backoff_initial,
-            "timeout": self.timeout,
-            "force_full_scan": self.force_full_scan,
-        }
+    @property
+    def is_duckdb(self) -> bool:
+        """Whether the warehouse is the DuckDB file (run history, models and report need it)."""
+        return self.run.destination == "duckdb"
+
+
+def load_run_settings(database: str | None = None) -> tuple[RunSettings, Path]:
+    """The `[quorum_sms]` settings and the database path, for commands without the API.
+
+    Raises:
+        ConfigError: a bad value.
+    """
+    run = resolve(RunSettings(), RUN_SECTION)
+    return run, resolve_database(database, run.database)
 
 
 def load_sync_config(
@@ -160,67 +285,28 @@ def load_sync_config(
     full_refresh: bool = False,
     build_models: bool = True,
 ) -> SyncConfig:
-    """Resolve and validate every setting of a sync (see the module docstring)."""
-    use_project_config()
-    url = validate_base_url(
-        base_url
-        or str(lookup(SOURCE_SECTION, "base_url", "QUORUM_BASE_URL", settings.DEFAULT_BASE_URL))
-    )
-    username = str(lookup(SOURCE_SECTION, "username", "QUORUM_USERNAME", ""))
-    api_key = str(lookup(SOURCE_SECTION, "api_key", "QUORUM_API_KEY", ""))
-    if not username or not api_key:
-        raise ConfigError(
-            "No Quorum credentials are configured. Set QUORUM_USERNAME and QUORUM_API_KEY, or "
-            "username and api_key under [sources.quorum] in .dlt/secrets.toml (copy "
-            ".dlt/secrets.toml.example)."
-        )
-    initial = since or str(
-        lookup(SOURCE_SECTION, "initial_value", default=settings.DEFAULT_INITIAL_VALUE)
-    )
-    page_size = int(_number(SOURCE_SECTION, "page_size", settings.DEFAULT_PAGE_SIZE, minimum=1))
-    rate = _number(SOURCE_SECTION, "requests_per_second", 0, minimum=0)
-    destination = str(lookup(APP_SECTION, "destination", "QUORUM_DESTINATION", "duckdb"))
+    """Resolve and validate every setting of a command that talks to the API.
+
+    Raises:
+        ConfigError: no credentials, or a bad value (see the module docstring).
+    """
+    source = resolve(QuorumSourceSettings(), SOURCE_SECTION)
+    if base_url:
+        source.base_url = base_url
+    if since is not None:
+        source.initial_value = since
+    run, path = load_run_settings(database)
     return SyncConfig(
-        base_url=url,
-        username=username,
-        api_key=api_key,
-        database=resolve_database(database),
-        destination=destination,
-        initial_value=parse_since(initial),
+        source=check_settings(source),
+        run=run,
+        database=path,
         since_given=since is not None,
-        lag_seconds=_number(SOURCE_SECTION, "lag_seconds", settings.DEFAULT_LAG_SECONDS, minimum=0),
-        page_size=min(page_size, settings.MAX_PAGE_SIZE),
-        concurrency=int(_number(SOURCE_SECTION, "concurrency", 4, minimum=1)),
-        requests_per_second=rate or None,
-        max_attempts=int(
-            _number(SOURCE_SECTION, "max_attempts", settings.DEFAULT_MAX_ATTEMPTS, minimum=1)
-        ),
-        max_total_wait=_number(
-            SOURCE_SECTION, "max_total_wait", settings.DEFAULT_MAX_TOTAL_WAIT_SECONDS, minimum=0
-        ),
-        backoff_initial=_number(
-            SOURCE_SECTION,
-            "backoff_initial",
-            settings.DEFAULT_BACKOFF_INITIAL_SECONDS,
-            minimum=0,
-        ),
-        timeout=_number(SOURCE_SECTION, "timeout", settings.DEFAULT_TIMEOUT_SECONDS, minimum=0.1),
-        lock_wait_seconds=_number(APP_SECTION, "lock_wait_seconds", 10, minimum=0),
-        duckdb_memory_limit=str(lookup(APP_SECTION, "duckdb_memory_limit", default="128MB")),
-        duckdb_threads=int(_number(APP_SECTION, "duckdb_threads", 2, minimum=1)),
         full_refresh=full_refresh,
-        force_full_scan=_flag(lookup(SOURCE_SECTION, "force_full_scan", default=False)),
         build_models=build_models,
     )
 
 
 # -- operations: failure webhook and personal data ------------------------------------------
-
-#: Groups of personal-data columns and what may be done with each (see docs/operations.md).
-PII_GROUPS = ("phones", "emails", "names", "messages", "recipients")
-PII_CHOICES = ("keep", "hash", "drop")
-#: A shorter key could be guessed; 32 random characters are easy to generate (docs).
-PII_KEY_MIN_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -235,29 +321,20 @@ class PiiSettings:
 
     @property
     def keeps_everything(self) -> bool:
-        """True when every group is kept as it comes (no transform needed)."""
+        """True when every group is kept as it comes (no policy needed)."""
         return all(choice == "keep" for choice in self.choices.values())
 
 
-def load_pii_settings() -> PiiSettings:
-    """Read `[quorum_sms] pii_<group>` (keep/hash/drop) and the secret `pii_hash_key`.
+def load_pii_settings(run: RunSettings | None = None) -> PiiSettings:
+    """The `pii_<group>` choices (keep/hash/drop) and the secret `pii_hash_key`.
 
     Raises:
         ConfigError: an unknown choice, or `hash` chosen without a (long enough) key.
     """
-    use_project_config()
-    choices: dict[str, str] = {}
-    for group in PII_GROUPS:
-        raw = str(lookup(APP_SECTION, f"pii_{group}", f"QUORUM_PII_{group.upper()}", "keep"))
-        choice = raw.strip().lower()
-        if choice not in PII_CHOICES:
-            raise ConfigError(
-                f"The setting {APP_SECTION}.pii_{group} must be keep, hash or drop, not {raw!r}; "
-                "fix it in .dlt/config.toml or QUORUM_PII_" + group.upper() + "."
-            )
-        choices[group] = choice
-    key = lookup(APP_SECTION, "pii_hash_key", "QUORUM_PII_HASH_KEY", None)
-    key_text = None if key is None else str(key)
+    if run is None:
+        run = resolve(RunSettings(), RUN_SECTION)
+    choices = {group: str(getattr(run, f"pii_{group}")) for group in PII_GROUPS}
+    key_text = run.pii_hash_key or None
     if "hash" in choices.values():
         hashed = ", ".join(g for g, c in choices.items() if c == "hash")
         if not key_text:
@@ -277,19 +354,17 @@ def load_pii_settings() -> PiiSettings:
     return PiiSettings(choices=choices, hash_key=key_text)
 
 
-def load_webhook_url() -> str | None:
-    """The optional failure webhook (`[quorum_sms] webhook_url` or QUORUM_WEBHOOK_URL).
+def load_webhook_url(run: RunSettings | None = None) -> str | None:
+    """The optional failure webhook (`webhook_url`, QUORUM_WEBHOOK_URL), or None.
 
     Raises:
         ConfigError: the value is not an http(s) URL.
     """
-    use_project_config()
-    raw = lookup(APP_SECTION, "webhook_url", "QUORUM_WEBHOOK_URL", None)
-    if raw is None or not str(raw).strip():
+    if run is None:
+        run = resolve(RunSettings(), RUN_SECTION)
+    url = str(run.webhook_url or "").strip()
+    if not url:
         return None
-    url = str(raw).strip()
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(

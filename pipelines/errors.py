@@ -1,7 +1,7 @@
 """Typed errors of quorum-sms, each carrying the exit code the CLI turns it into.
 
 Every message is one paragraph that says what happened and what to do about it, and never
-contains a URL with credentials (see `pipelines.quorum.client.redact`).
+contains a URL with credentials (see `pipelines.redaction.redact`).
 """
 
 from __future__ import annotations
@@ -72,6 +72,12 @@ class ModelBuildError(QuorumSmsError):
 
 class DataCheckError(QuorumSmsError):
     """A data check on the built marts failed."""
+
+    exit_code = 1
+
+
+class SyncFailed(QuorumSmsError):
+    """A failure inside dlt that is none of ours; carries a redacted message."""
 
     exit_code = 1
 

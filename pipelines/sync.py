@@ -1,4 +1,6 @@
-"""One sync: lock the database, finish any failed load, read what changed, merge, summarise.
+"""One sync: finish any failed load, read what changed, merge, summarise.
+
+The caller holds the database's run lock (`pipelines.lock`); the orchestrator does.
 
 The cursor lives in dlt's pipeline state, which dlt commits in the same load as the data it
 belongs to: a run that fails before its load leaves both the warehouse and the cursor as
@@ -7,25 +9,23 @@ they were, and a run killed during its load is finished by the next run before i
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import logging
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dlt
 import duckdb
-import filelock
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import SyncConfig
-from pipelines.errors import BusyError, QuorumSmsError
+from pipelines.errors import QuorumSmsError, SyncFailed
 from pipelines.quorum import SourceObserver, effective_lag, quorum_source, settings
-from pipelines.quorum.client import redact
-from pipelines.quorum.normalize import Transform
+from pipelines.quorum.normalize import PersonalDataPolicy
+from pipelines.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -81,49 +81,24 @@ def pipelines_dir_for(database: Path) -> Path:
 def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
     """The dlt pipeline writing `quorum_raw` into the configured destination."""
     destination: Any
-    if config.destination == "duckdb":
+    if config.is_duckdb:
         credentials = DuckDbCredentials(str(config.database))
         # DuckDB's default memory limit is 80 % of RAM: the merge of a large load would take it.
         # A fixed limit makes it spill to disk instead, so memory stays flat however big the sync.
         credentials.global_config = {
-            "memory_limit": config.duckdb_memory_limit,
-            "threads": config.duckdb_threads,
+            "memory_limit": config.run.duckdb_memory_limit,
+            "threads": config.run.duckdb_threads,
             "preserve_insertion_order": False,
         }
         destination = dlt.destinations.duckdb(credentials=credentials)
     else:
-        destination = config.destination
+        destination = config.run.destination
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         pipelines_dir=str(pipelines_dir_for(config.database)),
         destination=destination,
         dataset_name=settings.RAW_DATASET,
     )
-
-
-@contextlib.contextmanager
-def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
-    """Hold the database's run lock; raise BusyError when another run keeps it.
-
-    Re-entrant within a thread (filelock's singleton lock counts nested acquisitions), so the
-    sync command can hold it around its run-history bookkeeping and `run_sync` inside.
-    """
-    database.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = database.with_name(database.name + ".lock")
-    lock = filelock.FileLock(str(lock_path), is_singleton=True)
-    try:
-        lock.acquire(timeout=wait_seconds)
-    except filelock.Timeout:
-        raise BusyError(
-            f"Another quorum-sms run is using {database} (it holds {lock_path}); this run waited "
-            f"{wait_seconds:g} s and stopped without changing anything. Runs of one database "
-            "never overlap: if a run is still going, let it finish; the lock is released as "
-            "soon as that process ends."
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def resource_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
@@ -147,7 +122,7 @@ def saved_cursor(pipeline: dlt.Pipeline) -> str | None:
 
 def count_records(config: SyncConfig) -> int | None:
     """Rows in `quorum_raw.sendsms` (DuckDB only), or None when the table does not exist."""
-    if config.destination != "duckdb" or not config.database.exists():
+    if not config.is_duckdb or not config.database.exists():
         return None
     with duckdb.connect(str(config.database), read_only=True) as connection:
         try:
@@ -174,46 +149,47 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
-class SyncFailed(QuorumSmsError):
-    """A failure inside dlt that is none of ours; carries a redacted message."""
-
-
 def run_sync(
     config: SyncConfig,
     *,
-    on_progress: Callable[[SourceObserver], None] | None = None,
-    transform: Transform | None = None,
+    observer: SourceObserver | None = None,
+    policy: PersonalDataPolicy | None = None,
 ) -> SyncSummary:
-    """Run one sync end to end and return its summary.
+    """Run one sync end to end and return its summary; the caller holds the database lock.
+
+    Args:
+        config: the validated settings.
+        observer: filled by the source as it reads (progress, and counts of a failed run).
+        policy: the personal-data policy, applied before anything is written.
 
     Raises:
-        QuorumSmsError: a typed error (config, auth, API unavailable, bad record, busy, ...).
+        QuorumSmsError: a typed error (auth, API unavailable, bad record, ...); a failure of
+            dlt's own as `SyncFailed`, redacted.
     """
     started = time.monotonic()
     summary = SyncSummary(database=config.database)
-    with database_lock(config.database, config.lock_wait_seconds):
-        pipeline = make_pipeline(config)
-        try:
-            _sync_locked(pipeline, config, summary, on_progress, transform)
-        except PipelineStepFailed as error:
-            inner = unwrap(error)
-            if isinstance(inner, QuorumSmsError):
-                raise inner from None
-            raise SyncFailed(
-                f"The sync failed in dlt's {error.step} step: {redact(str(inner))[:600]}. "
-                "Nothing from this run was loaded unless the load step had started, and then "
-                "the next run finishes it first; the saved cursor only moves with the data."
-            ) from None
+    pipeline = make_pipeline(config)
+    try:
+        _sync(pipeline, config, summary, observer or SourceObserver(), policy)
+    except PipelineStepFailed as error:
+        inner = unwrap(error)
+        if isinstance(inner, QuorumSmsError):
+            raise inner from None
+        raise SyncFailed(
+            f"The sync failed in dlt's {error.step} step: {redact(str(inner))[:600]}. "
+            "Nothing from this run was loaded unless the load step had started, and then "
+            "the next run finishes it first; the saved cursor only moves with the data."
+        ) from None
     summary.duration_seconds = time.monotonic() - started
     return summary
 
 
-def _sync_locked(
+def _sync(
     pipeline: dlt.Pipeline,
     config: SyncConfig,
     summary: SyncSummary,
-    on_progress: Callable[[SourceObserver], None] | None,
-    transform: Transform | None,
+    observer: SourceObserver,
+    policy: PersonalDataPolicy | None,
 ) -> None:
     pipeline.sync_destination()
     if pipeline.has_pending_data:
@@ -224,15 +200,14 @@ def _sync_locked(
         summary.pending_load_finished = True
     summary.cursor_before = None if config.full_refresh else saved_cursor(pipeline)
     rows_before = None if config.full_refresh else count_records(config)
-    observer = SourceObserver(on_page=on_progress)
-    kwargs = config.source_kwargs()
     previous = {} if config.full_refresh else resource_state(pipeline)
-    kwargs["lag_seconds"] = effective_lag(config.lag_seconds, previous)
-    if kwargs["lag_seconds"] > config.lag_seconds:
+    source_settings = copy.copy(config.source)
+    source_settings.lag_seconds = effective_lag(config.source.lag_seconds, previous)
+    if source_settings.lag_seconds > config.source.lag_seconds:
         summary.notes.append(
-            f"lag widened to {kwargs['lag_seconds']:.0f} s after the last run's full scan"
+            f"lag widened to {source_settings.lag_seconds:.0f} s after the last run's full scan"
         )
-    source = quorum_source(**kwargs, observer=observer, transform=transform)
+    source = quorum_source(source_settings, observer=observer, policy=policy)
     if config.full_refresh:
         pipeline.run(source, loader_file_format="parquet", refresh="drop_sources")
     else:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import PROJECT_ROOT, load_sync_config, parse_since, resolve_database
+from pipelines.config import PROJECT_ROOT, load_sync_config, resolve_database
 from pipelines.errors import ConfigError
+from pipelines.quorum.timestamps import parse_since
 
 
 def test_relative_database_flag_is_relative_to_the_current_directory(tmp_path, monkeypatch):
@@ -46,12 +47,12 @@ def test_flags_beat_environment_beat_dlt_config(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("SOURCES__QUORUM__BASE_URL", "http://dlt-env.example")
     monkeypatch.setenv("QUORUM_BASE_URL", "http://quorum-env.example")
     config = load_sync_config(database=str(tmp_path / "w.duckdb"))
-    assert config.base_url == "http://quorum-env.example"
+    assert config.source.base_url == "http://quorum-env.example"
     config = load_sync_config(base_url="http://flag.example", database=str(tmp_path / "w.duckdb"))
-    assert config.base_url == "http://flag.example"
+    assert config.source.base_url == "http://flag.example"
     monkeypatch.delenv("QUORUM_BASE_URL")
     config = load_sync_config(database=str(tmp_path / "w.duckdb"))
-    assert config.base_url == "http://dlt-env.example"
+    assert config.source.base_url == "http://dlt-env.example"
 
 
 def test_non_numeric_setting_is_a_config_error(monkeypatch, tmp_path):

@@ -1,4 +1,5 @@
-"""Operations around the sync: sending a text, checks, run history, alerts, reconcile, privacy.
+"""Operations around the sync: sending a text, the pre-flight check, run history, alerts,
+reconcile, the personal-data policy.
 
-Each module has one job; only `pipelines.ops.cli` prints and chooses exit codes.
+Each module has one job; the command modules (`pipelines.commands`) print and choose exit codes.
 """

@@ -2,7 +2,7 @@
 
 DuckDB allows one writing process, and dlt opens the file while it loads, so this module never
 holds a connection: each write opens the file, writes one statement and closes it. Writes
-happen while the caller holds the database's run lock (`pipelines.sync.database_lock`), which
+happen while the caller holds the database's run lock (`pipelines.lock.database_lock`), which
 is also what makes stale rows decidable: a run that holds the lock knows that every other row
 still marked `running` belongs to a process that died (SIGKILL, power loss) without writing
 its end, and marks it `interrupted`.
@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from pipelines.errors import BusyError
-from pipelines.quorum.client import redact
+from pipelines.redaction import redact
 
 SCHEMA = "quorum_ops"
 TABLE = f"{SCHEMA}.sync_runs"

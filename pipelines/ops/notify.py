@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 
 from pipelines.errors import NotifyError
-from pipelines.quorum.client import redact
+from pipelines.redaction import redact
 
 TIMEOUT_SECONDS = 10.0
 MAX_TEXT_CHARS = 3500  # Slack shows ~4000 characters of a message; keep room for the title

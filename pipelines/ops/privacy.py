@@ -1,6 +1,6 @@
 """The personal-data policy: keep, hash (keyed HMAC-SHA256) or drop each group of columns.
 
-Applied through `run_sync(config, transform=...)`, i.e. to every column of both raw tables
+Applied through `run_sync(config, policy=...)`, i.e. to every column of both raw tables
 *before* the Arrow table is built, so a value that is hashed or dropped never reaches a load
 package, the DuckDB file or a trace.
 
@@ -33,8 +33,8 @@ from typing import Any
 import orjson
 
 from pipelines.config import PiiSettings
-from pipelines.quorum.client import register_secret
-from pipelines.quorum.normalize import Transform
+from pipelines.quorum.normalize import PersonalDataPolicy
+from pipelines.redaction import register_secret
 
 #: Fixed columns of `quorum_raw.sendsms` and their group.
 COLUMN_GROUPS: dict[str, str] = {
@@ -81,7 +81,7 @@ def _normalise(group: str, value: str) -> str:
 
 
 class PrivacyPolicy:
-    """Turns `PiiSettings` into the `(column, values) -> values` transform of the sync.
+    """Turns `PiiSettings` into the `(column, values) -> values` policy of the sync.
 
     Args:
         settings: the validated choice per group and the HMAC key.
@@ -134,8 +134,8 @@ class PrivacyPolicy:
             out.append(orjson.dumps(scrubbed, option=orjson.OPT_SORT_KEYS).decode())
         return out
 
-    def transform(self, column: str, values: list[Any]) -> list[Any]:
-        """The sync's transform: the column's group decides; JSON columns are walked."""
+    def apply(self, column: str, values: list[Any]) -> list[Any]:
+        """The policy applied to one column: its group decides; JSON columns are walked."""
         group = group_of_key(column)
         if column in ("rcpt_dict", "_extra"):
             if group == "recipients" and self.choices["recipients"] != "keep":
@@ -158,10 +158,9 @@ class PrivacyPolicy:
         return orjson.dumps(self._scrub_json(parsed), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def make_transform(settings: PiiSettings) -> Transform | None:
-    """The transform for `run_sync`, or None when everything is kept (no cost at all)."""
+def make_policy(settings: PiiSettings) -> PersonalDataPolicy | None:
+    """The personal-data policy for `run_sync`, or None when everything is kept (no cost)."""
     if settings.keeps_everything:
         return None
-    policy = PrivacyPolicy(settings)
-    transform: Callable[[str, list[Any]], list[Any]] = policy.transform
-    return transform
+    policy: Callable[[str, list[Any]], list[Any]] = PrivacyPolicy(settings).apply
+    return policy

@@ -54,16 +54,16 @@ def read_live_ids(
     """
     ids: set[int] = set()
     with QuorumClient(
-        config.base_url,
-        config.username,
-        config.api_key,
-        timeout=config.timeout,
-        max_attempts=config.max_attempts,
-        max_total_wait=config.max_total_wait,
-        backoff_initial=config.backoff_initial,
-        requests_per_second=config.requests_per_second,
+        config.source.base_url,
+        config.source.username or "",
+        config.source.api_key or "",
+        timeout=config.source.timeout,
+        max_attempts=config.source.max_attempts,
+        max_total_wait=config.source.max_total_wait,
+        backoff_initial=config.source.backoff_initial,
+        requests_per_second=config.source.rate_ceiling,
     ) as client:
-        pager = Pager(client, None, page_size=config.page_size, force_full_scan=True)
+        pager = Pager(client, None, page_size=config.source.page_size, force_full_scan=True)
         paging_logger = logging.getLogger("pipelines.quorum.paging")
         level = paging_logger.level
         # the pager warns when it falls back to a full scan; here that is the plan, not news

@@ -63,7 +63,7 @@ def plan_send(supporter_id: int, message: str, *, base_url: str | None = None) -
             "segments; shorten it. Nothing was sent."
         )
     config = load_sync_config(base_url=base_url)
-    return SendPlan(supporter_id, message, segments, config.base_url)
+    return SendPlan(supporter_id, message, segments, config.source.base_url)
 
 
 def send(plan: SendPlan, *, timeout: float | None = None) -> SendResult:
@@ -77,10 +77,10 @@ def send(plan: SendPlan, *, timeout: float | None = None) -> SendResult:
     """
     config = load_sync_config(base_url=plan.base_url)
     with QuorumClient(
-        config.base_url,
-        config.username,
-        config.api_key,
-        timeout=timeout if timeout is not None else config.timeout,
+        config.source.base_url,
+        config.source.username or "",
+        config.source.api_key or "",
+        timeout=timeout if timeout is not None else config.source.timeout,
         max_attempts=1,
     ) as client:
         body = client.send_individual_sms(plan.supporter_id, plan.message)

@@ -25,11 +25,22 @@ import pendulum
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from pipelines.quorum import settings
-from pipelines.quorum.client import QuorumClient
-from pipelines.quorum.normalize import Transform, events_table, sendsms_table
+from pipelines.errors import ConfigError
+from pipelines.quorum.client import QuorumClient, validate_base_url
+from pipelines.quorum.normalize import PersonalDataPolicy, events_table, sendsms_table
 from pipelines.quorum.paging import Pager, PagingStats
+from pipelines.quorum.settings import (
+    CURSOR_FIELD,
+    EVENTS_TABLE,
+    MAX_PAGE_SIZE,
+    SENDSMS_TABLE,
+    SOURCE_SECTION,
+    QuorumSourceSettings,
+    check_values,
+)
 from pipelines.quorum.slicing import iter_pages_concurrently
+from pipelines.quorum.timestamps import parse_since
+from pipelines.redaction import register_secret
 
 #: Resource-state key: seconds the last run's full scan took (0 when it paged by key).
 FULL_SCAN_STATE_KEY = "last_full_scan_seconds"
@@ -79,7 +90,7 @@ SENDSMS_HINTS: dict[str, Any] = {
 
 def _sendsms_hints() -> Any:
     return dlt.mark.make_hints(
-        table_name=settings.SENDSMS_TABLE,
+        table_name=SENDSMS_TABLE,
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         primary_key="id",
         columns=SENDSMS_HINTS,
@@ -88,7 +99,7 @@ def _sendsms_hints() -> Any:
 
 def _events_hints() -> Any:
     return dlt.mark.make_hints(
-        table_name=settings.EVENTS_TABLE,
+        table_name=EVENTS_TABLE,
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         primary_key=["sendsms_id", "event_type"],
         merge_key="sendsms_id",
@@ -96,71 +107,70 @@ def _events_hints() -> Any:
     )
 
 
-@dlt.source(name="quorum", max_table_nesting=0)
+def check_settings(settings: QuorumSourceSettings) -> QuorumSourceSettings:
+    """Validate resolved source settings before any request; normalise URL and start date.
+
+    Raises:
+        ConfigError: no credentials, a malformed base URL, a number out of range or an
+            `initial_value` that is not a date (one paragraph that says what to fix).
+    """
+    if not settings.username or not settings.api_key:
+        raise ConfigError(
+            "No Quorum credentials are configured. Set QUORUM_USERNAME and QUORUM_API_KEY, or "
+            "username and api_key under [sources.quorum] in .dlt/secrets.toml (copy "
+            ".dlt/secrets.toml.example)."
+        )
+    register_secret(settings.api_key)
+    check_values(settings, ".".join(SOURCE_SECTION))
+    settings.base_url = validate_base_url(settings.base_url)
+    settings.initial_value = parse_since(settings.initial_value)
+    return settings
+
+
+@dlt.source(name="quorum", max_table_nesting=0, spec=QuorumSourceSettings)
 def quorum_source(
-    base_url: str = dlt.config.value,
-    username: str = dlt.secrets.value,
-    api_key: str = dlt.secrets.value,
-    initial_value: str = settings.DEFAULT_INITIAL_VALUE,
-    lag_seconds: float = settings.DEFAULT_LAG_SECONDS,
-    page_size: int = settings.DEFAULT_PAGE_SIZE,
-    concurrency: int = 4,
-    requests_per_second: float | None = None,
-    max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
-    max_total_wait: float = settings.DEFAULT_MAX_TOTAL_WAIT_SECONDS,
-    backoff_initial: float = settings.DEFAULT_BACKOFF_INITIAL_SECONDS,
-    timeout: float = settings.DEFAULT_TIMEOUT_SECONDS,
-    force_full_scan: bool = False,
+    settings: QuorumSourceSettings = dlt.config.value,
     observer: SourceObserver | None = None,
-    transform: Transform | None = None,
+    policy: PersonalDataPolicy | None = None,
 ) -> DltResource:
     """The Quorum SendSMS source.
 
     Args:
-        base_url: the API's scheme and host, `https://www.quorum.us` for the live API.
-        username: the Quorum API user (a secret: `.dlt/secrets.toml` or `QUORUM_USERNAME`).
-        api_key: the Quorum API key (a secret: never logged, raised or stored).
-        initial_value: ISO date-time the first run starts from.
-        lag_seconds: later runs start this many seconds before the saved cursor, so changes
-            committed late (with an older `updated`) are still read; merge on `id` makes the
-            records read twice harmless.
-        page_size: records per request (the API caps it at 1000).
-        concurrency: how many slices of the `updated` range are read side by side.
-        requests_per_second: ceiling on the request rate across all slices (None: no ceiling).
-        max_attempts: attempts per request for transient failures.
-        max_total_wait: seconds one request may spend retrying.
-        backoff_initial: first backoff in seconds (doubles per attempt, with jitter).
-        timeout: seconds per request.
-        force_full_scan: skip keyset paging and scan every record (the fallback path).
+        settings: every setting (`QuorumSourceSettings`); dlt resolves it from
+            `SOURCES__QUORUM__<KEY>` environment variables, `.dlt/secrets.toml` and
+            `.dlt/config.toml` under `[sources.quorum]` when it is not given.
         observer: collects statistics for progress and the summary.
-        transform: `(column, values) -> values` applied to every column before it is
-            written (the personal-data policy).
+        policy: the personal-data policy, applied to every column before it is written.
 
     Returns:
         The `sendsms` resource.
+
+    Raises:
+        ConfigError: a setting is missing or invalid (see `check_settings`).
     """
+    settings = check_settings(settings)
     client = QuorumClient(
-        base_url,
-        username,
-        api_key,
-        timeout=timeout,
-        max_attempts=max_attempts,
-        max_total_wait=max_total_wait,
-        backoff_initial=backoff_initial,
-        requests_per_second=requests_per_second,
-        max_connections=max(concurrency, 1) + 1,
+        settings.base_url,
+        settings.username or "",
+        settings.api_key or "",
+        timeout=settings.timeout,
+        max_attempts=settings.max_attempts,
+        max_total_wait=settings.max_total_wait,
+        backoff_initial=settings.backoff_initial,
+        requests_per_second=settings.rate_ceiling,
+        max_connections=max(settings.concurrency, 1) + 1,
     )
     watcher = observer if observer is not None else SourceObserver()
     watcher.client = client
     return sendsms_resource(
         client,
-        initial_value=pendulum.parse(initial_value),
-        lag_seconds=lag_seconds,
-        page_size=page_size,
-        concurrency=concurrency,
-        force_full_scan=force_full_scan,
+        initial_value=pendulum.parse(settings.initial_value),
+        lag_seconds=settings.lag_seconds,
+        page_size=min(settings.page_size, MAX_PAGE_SIZE),
+        concurrency=settings.concurrency,
+        force_full_scan=settings.force_full_scan,
         observer=watcher,
-        transform=transform,
+        policy=policy,
     )
 
 
@@ -173,19 +183,19 @@ def sendsms_resource(
     concurrency: int,
     force_full_scan: bool,
     observer: SourceObserver,
-    transform: Transform | None,
+    policy: PersonalDataPolicy | None,
 ) -> DltResource:
     """Build the `sendsms` resource around a ready client (see `quorum_source`)."""
 
     @dlt.resource(
-        name=settings.SENDSMS_TABLE,
-        table_name=settings.SENDSMS_TABLE,
+        name=SENDSMS_TABLE,
+        table_name=SENDSMS_TABLE,
         primary_key="id",
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
     )
     def sendsms(
         updated: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008 (dlt idiom)
-            settings.CURSOR_FIELD,
+            CURSOR_FIELD,
             initial_value=initial_value,
             lag=lag_seconds,
             # merge on `id` makes re-read records harmless; no boundary hashes needed
@@ -208,9 +218,9 @@ def sendsms_resource(
             ):
                 # each table carries its own hints, so neither inherits the other's columns
                 yield dlt.mark.with_hints(
-                    sendsms_table(page, transform), _sendsms_hints(), create_table_variant=True
+                    sendsms_table(page, policy), _sendsms_hints(), create_table_variant=True
                 )
-                events: pa.Table = events_table(page, transform)
+                events: pa.Table = events_table(page, policy)
                 if events.num_rows:
                     yield dlt.mark.with_hints(events, _events_hints(), create_table_variant=True)
             # A full scan cannot see a record that changes after the scan passed its id; its
@@ -229,7 +239,9 @@ def sendsms_resource(
 __all__ = [
     "FULL_SCAN_STATE_KEY",
     "Pager",
+    "QuorumSourceSettings",
     "SourceObserver",
+    "check_settings",
     "effective_lag",
     "quorum_source",
     "sendsms_resource",

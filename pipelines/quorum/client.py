@@ -1,14 +1,13 @@
-"""HTTP access to the Quorum API: credentials, timeouts, retries, rate limiting, redaction.
+"""HTTP access to the Quorum API: credentials, timeouts, retries, rate limiting.
 
 This is the only module that sees URLs and the API key. Quorum authenticates with the query
 parameters `username` and `api_key`, so every URL (including the API's own `meta.next`) holds
-the key: nothing here ever puts a URL into an exception or a log line without `redact`.
+the key: nothing here ever puts a URL into an exception or a log line without `redact`
+(`pipelines.redaction`).
 """
 
 from __future__ import annotations
 
-import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,52 +35,9 @@ from pipelines.errors import (
     SendOutcomeUnknownError,
 )
 from pipelines.quorum import settings
+from pipelines.redaction import install_log_redaction, redact, register_secret
 
 Params = Sequence[tuple[str, str | int | float | bool | None]]
-
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-_KEY_IN_QUERY = re.compile(r"(api_key=)[^&\s\"'#]+", re.IGNORECASE)
-
-
-def register_secret(value: str) -> None:
-    """Remember a secret so that `redact` masks it wherever it appears."""
-    if value:
-        with _SECRETS_LOCK:
-            _SECRETS.add(value)
-
-
-def redact(text: str) -> str:
-    """Mask every registered secret and every `api_key=` query value in `text`."""
-    text = _KEY_IN_QUERY.sub(r"\1***", text)
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-class RedactingFilter(logging.Filter):
-    """Logging filter that redacts credentials from every record that passes through it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message with secrets masked; never drop the record."""
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-def install_log_redaction() -> None:
-    """Redact the loggers of the HTTP stack, which log full request URLs at INFO level."""
-    for name in ("httpx", "httpcore", "dlt", "urllib3"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-            logger.addFilter(RedactingFilter())
-    # httpx logs "HTTP Request: GET <url with api_key>" at INFO: keep it out of cron mails.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
 
 class TransientApiError(Exception):
     """A failure worth retrying: 429, 5xx, a dropped connection, a timeout, a bad body."""
@@ -182,11 +138,11 @@ class QuorumClient:
         username: str,
         api_key: str,
         *,
-        timeout: float = settings.DEFAULT_TIMEOUT_SECONDS,
-        max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
-        max_total_wait: float = settings.DEFAULT_MAX_TOTAL_WAIT_SECONDS,
-        backoff_initial: float = settings.DEFAULT_BACKOFF_INITIAL_SECONDS,
-        backoff_max: float = settings.DEFAULT_BACKOFF_MAX_SECONDS,
+        timeout: float = settings.DEFAULT_SETTINGS.timeout,
+        max_attempts: int = settings.DEFAULT_SETTINGS.max_attempts,
+        max_total_wait: float = settings.DEFAULT_SETTINGS.max_total_wait,
+        backoff_initial: float = settings.DEFAULT_SETTINGS.backoff_initial,
+        backoff_max: float = settings.BACKOFF_MAX_SECONDS,
         requests_per_second: float | None = None,
         max_connections: int = 8,
         on_retry: Callable[[str, float], None] | None = None,

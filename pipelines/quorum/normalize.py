@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 
 from pipelines.errors import BadRecordError
 from pipelines.quorum import settings
-from pipelines.quorum.paging import Record, parse_api_time
+from pipelines.quorum.paging import Record
+from pipelines.quorum.timestamps import parse_api_time
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -73,7 +74,9 @@ _EVENT_KEYS_MAPPED = {"timestamp": "occurred_at", "error_code": "error_code"}
 _KNOWN_FIELDS = frozenset(SENDSMS_COLUMNS) | frozenset(settings.EVENT_FIELDS)
 _URI_ID = re.compile(r"/(\d+)/?$")
 
-Transform = Callable[[str, list[Any]], list[Any]]
+#: The personal-data policy as the tables apply it: `(column, values) -> values`, called on
+#: every column (event columns as `event.<name>`) before the Arrow table is built.
+PersonalDataPolicy = Callable[[str, list[Any]], list[Any]]
 
 
 def id_from_uri(uri: Any, *, record_id: Any, field_name: str) -> int | None:
@@ -142,13 +145,12 @@ def _extra_array(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
-def sendsms_table(records: list[Record], transform: Transform | None = None) -> pa.Table:
+def sendsms_table(records: list[Record], policy: PersonalDataPolicy | None = None) -> pa.Table:
     """One row per record with every field; ids parsed out of resource URIs.
 
     Args:
         records: SendSMS objects as the API returns them.
-        transform: optional `(column, values) -> values` applied before the table is built
-            (the personal-data policy hooks in here).
+        policy: the personal-data policy, applied to every column before the table is built.
     """
     columns: dict[str, pa.Array] = {}
     raw = _transpose(records, _SENDSMS_FIELDS)
@@ -159,27 +161,27 @@ def sendsms_table(records: list[Record], transform: Transform | None = None) -> 
             if parsed is None:
                 # the exact path, value by value: same result, and the error names the record
                 values = _times(records, field_name)
-            elif transform is None:
+            elif policy is None:
                 columns[column] = parsed
                 continue
             else:
                 values = parsed.to_pylist()
         elif field_name in settings.JSON_FIELDS:
             values = [_json_text(v) for v in values]
-        if transform is not None:
-            values = transform(column, values)
+        if policy is not None:
+            values = policy(column, values)
         columns[column] = _array(values, arrow_type, field_name=field_name)
     columns["bulk_sms_id"] = _ids_from_uris(records, raw["bulk_sms"], "bulk_sms")
     columns["supporter_id"] = _ids_from_uris(records, raw["supporter_id"], "supporter_id")
-    if transform is not None:
+    if policy is not None:
         columns["supporter_id"] = pa.array(
-            transform("supporter_id", columns["supporter_id"].to_pylist()), type=pa.int64()
+            policy("supporter_id", columns["supporter_id"].to_pylist()), type=pa.int64()
         )
     columns["source_deleted_at"] = pa.nulls(len(records), type=TIMESTAMP)
     for field_name in _unknown_fields(records):
         values = [r.get(field_name) for r in records]
-        if transform is not None:
-            values = transform(field_name, values)
+        if policy is not None:
+            values = policy(field_name, values)
         columns[field_name] = _extra_array(values)
     return _table(columns, keys=("id",))
 
@@ -284,13 +286,13 @@ def _unknown_fields(records: Iterable[Record]) -> list[str]:
     return list(found)
 
 
-def events_table(records: list[Record], transform: Transform | None = None) -> pa.Table:
+def events_table(records: list[Record], policy: PersonalDataPolicy | None = None) -> pa.Table:
     """One row per event that happened (a non-empty `*_event` object) of every record.
 
     Rows come in record order, then in the order of `settings.EVENT_FIELDS`.
     """
-    fast = _events_by_type(records, transform)
-    return fast if fast is not None else _events_row_by_row(records, transform)
+    fast = _events_by_type(records, policy)
+    return fast if fast is not None else _events_row_by_row(records, policy)
 
 
 #: Event keys with a column of their own; any other key becomes a column named after it.
@@ -302,7 +304,7 @@ _EVENT_SPECIAL_KEYS = frozenset({"occurred_at", "sendsms_id", "event_type", "upd
 _EVENT_RECORD_FIELDS = ("id", settings.CURSOR_FIELD, *settings.EVENT_FIELDS)
 
 
-def _events_by_type(records: list[Record], transform: Transform | None) -> pa.Table | None:
+def _events_by_type(records: list[Record], policy: PersonalDataPolicy | None) -> pa.Table | None:
     """`events_table` a column at a time (one pass per event type instead of per row).
 
     Returns None when the page needs the row-by-row path: an unusual time form or a missing
@@ -347,17 +349,17 @@ def _events_by_type(records: list[Record], transform: Transform | None) -> pa.Ta
     columns: dict[str, pa.Array] = {}
     for column, arrow_type in EVENT_COLUMNS.items():
         parsed = times.get(column)
-        if parsed is not None and transform is None:
+        if parsed is not None and policy is None:
             columns[column] = parsed
             continue
         values = parsed.to_pylist() if parsed is not None else lists[column]
-        if transform is not None:
-            values = transform(f"event.{column}", values)
+        if policy is not None:
+            values = policy(f"event.{column}", values)
         columns[column] = _array(values, arrow_type, field_name=f"event.{column}")
     for key in _first_seen(events, keys - _EVENT_OWN_KEYS):
         values = [e.get(key) for e in events]
-        if transform is not None:
-            values = transform(f"event.{key}", values)
+        if policy is not None:
+            values = policy(f"event.{key}", values)
         columns[key] = _extra_array(values)
     return _table(columns, keys=("sendsms_id", "event_type"))
 
@@ -371,7 +373,7 @@ def _first_seen(events: list[dict[str, Any]], keys: set[str]) -> list[str]:
     return sorted(keys, key=where.__getitem__)
 
 
-def _events_row_by_row(records: list[Record], transform: Transform | None) -> pa.Table:
+def _events_row_by_row(records: list[Record], policy: PersonalDataPolicy | None) -> pa.Table:
     """`events_table` record by record: every ISO form, every event key, exact errors."""
     rows: list[dict[str, Any]] = []
     for record in records:
@@ -407,8 +409,8 @@ def _events_row_by_row(records: list[Record], transform: Transform | None) -> pa
     columns: dict[str, pa.Array] = {}
     for column, arrow_type in EVENT_COLUMNS.items():
         values = [row.get(column) for row in rows]
-        if transform is not None:
-            values = transform(f"event.{column}", values)
+        if policy is not None:
+            values = policy(f"event.{column}", values)
         columns[column] = _array(values, arrow_type, field_name=f"event.{column}")
     extra_keys: dict[str, None] = {}
     for row in rows:
@@ -417,7 +419,7 @@ def _events_row_by_row(records: list[Record], transform: Transform | None) -> pa
                 extra_keys[key] = None
     for key in extra_keys:
         values = [row.get(key) for row in rows]
-        if transform is not None:
-            values = transform(f"event.{key}", values)
+        if policy is not None:
+            values = policy(f"event.{key}", values)
         columns[key] = _extra_array(values)
     return _table(columns, keys=("sendsms_id", "event_type"))

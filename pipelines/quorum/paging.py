@@ -23,12 +23,13 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.errors import ApiBadRequestError, ApiRequestError, BadRecordError
 from pipelines.quorum import settings
 from pipelines.quorum.client import QuorumClient
+from pipelines.quorum.timestamps import format_api_time, parse_api_time
 
 logger = logging.getLogger(__name__)
 
@@ -52,36 +53,6 @@ class PagingStats:
     mode: str = "keyset"
     fallback_reason: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def parse_api_time(value: Any, *, record_id: Any = None, field_name: str = "?") -> datetime:
-    """Parse one of the API's ISO 8601 forms into an aware UTC datetime.
-
-    Naive values are UTC (the contract); `Z` and numeric offsets are converted.
-
-    Raises:
-        BadRecordError: the value is not an ISO 8601 date-time.
-    """
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC)
-    raise BadRecordError(
-        f"SendSMS record {record_id} has a `{field_name}` that is not an ISO 8601 date-time "
-        f"({str(value)[:40]!r}). Nothing from this run was loaded and the saved cursor is "
-        "unchanged. This is a data problem at the source: report the record id to Quorum "
-        "support; the sync will load the record once it is fixed."
-    )
-
-
-def format_api_time(value: datetime) -> str:
-    """Format a datetime for a filter: UTC, explicit offset, microseconds when non-zero."""
-    return value.astimezone(UTC).isoformat()
 
 
 def _record_key(record: Any) -> tuple[datetime, int]:
@@ -126,7 +97,7 @@ class Pager:
         start: datetime | None,
         *,
         end: datetime | None = None,
-        page_size: int = settings.DEFAULT_PAGE_SIZE,
+        page_size: int = settings.DEFAULT_SETTINGS.page_size,
         on_page: Callable[[PagingStats], None] | None = None,
         force_full_scan: bool = False,
     ) -> None:

@@ -31,9 +31,8 @@ from pipelines.quorum.paging import (
     Page,
     Pager,
     PagingStats,
-    format_api_time,
-    parse_api_time,
 )
+from pipelines.quorum.timestamps import format_api_time, parse_api_time
 
 logger = logging.getLogger(__name__)
 

@@ -345,7 +345,7 @@ def test_a_load_left_pending_is_finished_first_then_new_data_is_read(
     sim.world.advance(timedelta(days=1))
     config = load_sync_config(base_url=sim.base_url, database=str(sync_env))
     pipeline = make_pipeline(config)
-    pipeline.extract(quorum_source(**config.source_kwargs()), loader_file_format="parquet")
+    pipeline.extract(quorum_source(config.source), loader_file_format="parquet")
     pipeline.normalize()
     assert pipeline.has_pending_data
     sim.world.advance(timedelta(days=1))

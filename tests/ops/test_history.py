@@ -150,7 +150,7 @@ def test_status_without_a_database_exits_2(sync_env, capsys):
 
 def test_busy_database_run_leaves_no_row_and_says_so(sync_env, simulator_factory, capsys,
                                                       monkeypatch, receiver):
-    from pipelines.sync import database_lock
+    from pipelines.lock import database_lock
 
     sim = simulator_factory(n_records=100)
     monkeypatch.setenv("QUORUM_SMS__LOCK_WAIT_SECONDS", "0.2")

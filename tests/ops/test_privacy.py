@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.config import PiiSettings, load_pii_settings
 from pipelines.errors import ConfigError
-from pipelines.ops.privacy import group_of_key, make_transform
+from pipelines.ops.privacy import group_of_key, make_policy
 
 KEY = "a-test-key-that-is-long-enough"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -17,13 +17,13 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 def policy(**choices: str):
     base = {g: "keep" for g in ("phones", "emails", "names", "messages", "recipients")}
-    transform = make_transform(PiiSettings({**base, **choices}, KEY))
+    transform = make_policy(PiiSettings({**base, **choices}, KEY))
     assert transform is not None
     return transform
 
 
 def test_everything_kept_means_no_transform():
-    assert make_transform(PiiSettings({"phones": "keep"}, None)) is None
+    assert make_policy(PiiSettings({"phones": "keep"}, None)) is None
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_hash_is_keyed_normalised_and_stable():
     one = transform("supporter_email", ["Ann@Example.org ", "ann@example.org", None, ""])
     assert HEX64.match(one[0]) and one[0] == one[1]
     assert one[2:] == [None, ""]
-    other_key = make_transform(
+    other_key = make_policy(
         PiiSettings({"emails": "hash"}, "another-key-that-is-long-enough")
     )
     assert other_key is not None

@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from pipelines.errors import ApiBadRequestError, ApiUnavailableError, AuthError, ConfigError
-from pipelines.quorum.client import QuorumClient, redact, register_secret, validate_base_url
+from pipelines.quorum.client import QuorumClient, validate_base_url
+from pipelines.redaction import redact, register_secret
 from pipelines.simulator import Faults
 from tests.conftest import API_KEY, API_USER
 

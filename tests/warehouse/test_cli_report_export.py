@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.commands import warehouse as cli
 from pipelines.errors import ConfigError, QuorumSmsError
-from pipelines.warehouse import cli
 from pipelines.warehouse.database import DEFAULT_SQL_DIR
 from pipelines.warehouse.html_report import render_html_report
 from pipelines.warehouse.models import discover_models

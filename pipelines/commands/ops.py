@@ -1,4 +1,5 @@
-"""`quorum-sms send|check|status|reconcile`: the command-line face of `pipelines.ops`."""
+"""`quorum-sms send|check|status|reconcile`: parse, call `pipelines.ops` (or the
+orchestrator, for reconcile), print."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.errors import ConfigError, QuorumSmsError
+from pipelines.commands.common import add_base_url_argument, add_database_argument
+from pipelines.errors import ConfigError
 
 EXIT_CODES = (
     "Exit codes: 0 done, 2 bad configuration or usage, 3 authorization failure, 4 the API "
@@ -31,7 +33,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="validate and show the segments and encoding, send nothing (no request at all)",
     )
-    send.add_argument("--base-url", help="API scheme and host (default: config/QUORUM_BASE_URL)")
+    add_base_url_argument(send)
     send.set_defaults(handler=send_command)
 
     check = subparsers.add_parser(
@@ -41,14 +43,14 @@ def register(subparsers: Any) -> None:
         "check the database is writable and describe the next sync. Changes nothing. "
         + EXIT_CODES,
     )
-    check.add_argument("--base-url", help="API scheme and host (default: config/QUORUM_BASE_URL)")
-    check.add_argument("--database", help="DuckDB file (default: config/QUORUM_DATABASE)")
+    add_base_url_argument(check)
+    add_database_argument(check)
     check.set_defaults(handler=check_command)
 
     status = subparsers.add_parser(
         "status", help="the last runs and how fresh the data is (from the run history)"
     )
-    status.add_argument("--database", help="DuckDB file (default: config/QUORUM_DATABASE)")
+    add_database_argument(status)
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     status.set_defaults(handler=status_command)
 
@@ -59,8 +61,8 @@ def register(subparsers: Any) -> None:
         "longer serves with source_deleted_at, and rebuild the SQL models. Holds the same lock "
         "as the sync. " + EXIT_CODES,
     )
-    reconcile.add_argument("--base-url", help="API scheme and host")
-    reconcile.add_argument("--database", help="DuckDB file (default: config/QUORUM_DATABASE)")
+    add_base_url_argument(reconcile)
+    add_database_argument(reconcile)
     reconcile.add_argument("--no-models", action="store_true", help="skip rebuilding the models")
     reconcile.add_argument(
         "--force",
@@ -109,7 +111,7 @@ def send_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     """Handle `quorum-sms check`."""
-    from pipelines.ops.check import run_checks
+    from pipelines.ops.preflight import run_checks
 
     report = run_checks(base_url=args.base_url, database=args.database)
     width = max(len(r.name) for r in report.results)
@@ -141,11 +143,10 @@ def _hours_since(value: Any) -> str:
 
 def status_command(args: argparse.Namespace) -> int:
     """Handle `quorum-sms status`."""
-    from pipelines.config import resolve_database, use_project_config
+    from pipelines.config import load_run_settings
     from pipelines.ops.history import freshness, pid_alive, recent_runs
 
-    use_project_config()
-    database = resolve_database(args.database)
+    _, database = load_run_settings(args.database)
     if not database.is_file():
         raise ConfigError(
             f"There is no database at {database} yet; run `quorum-sms sync` first (or point "
@@ -191,64 +192,34 @@ def status_command(args: argparse.Namespace) -> int:
 def reconcile_command(args: argparse.Namespace) -> int:
     """Handle `quorum-sms reconcile`."""
     from pipelines.config import load_sync_config
-    from pipelines.ops.history import RunCounts, RunRecorder
-    from pipelines.ops.reconcile import ReconcileResult, apply_deletions, read_live_ids
-    from pipelines.quorum.paging import PagingStats
-    from pipelines.sync import database_lock
+    from pipelines.orchestrator import run_reconcile
 
-    config = load_sync_config(base_url=args.base_url, database=args.database)
-    if config.destination != "duckdb":
+    config = load_sync_config(
+        base_url=args.base_url, database=args.database, build_models=not args.no_models
+    )
+    if not config.is_duckdb:
         raise ConfigError(
             f"reconcile marks deletions in the DuckDB warehouse only; the destination is "
-            f"{config.destination}. Run the equivalent update in that warehouse instead."
+            f"{config.run.destination}. Run the equivalent update in that warehouse instead."
         )
-    print(f"quorum-sms reconcile: {config.base_url} -> {config.database}", file=sys.stderr)
-    with database_lock(config.database, config.lock_wait_seconds):
-        recorder = RunRecorder(config.database, "reconcile")
-        recorder.start()
-        result = ReconcileResult()
-        stats = PagingStats()
-        try:
-            live, result.requests, result.retries = read_live_ids(config, stats)
-            result.live_at_source, result.pages = len(live), stats.pages
-            apply_deletions(config, live, result, force=args.force)
-        except BaseException as error:
-            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-            code = error.exit_code if isinstance(error, QuorumSmsError) else 1
-            recorder.finish(
-                status,
-                RunCounts(pages=stats.pages or None),
-                error=str(error) or type(error).__name__,
-                exit_code=code,
-            )
-            raise
-        recorder.finish(
-            "succeeded",
-            RunCounts(
-                records_fetched=result.live_at_source,
-                records_deleted=result.newly_deleted,
-                pages=result.pages,
-                requests=result.requests,
-                retries=result.retries,
-                paging_mode="full-scan",
-            ),
-        )
-        print("reconcile finished")
-        print(f"  live records at the source   {result.live_at_source:,}")
-        print(f"  records in the warehouse     {result.in_warehouse:,}")
-        print(f"  newly marked deleted         {result.newly_deleted:,}")
-        if result.deleted_ids_sample:
-            shown = ", ".join(str(i) for i in result.deleted_ids_sample)
-            print(f"    e.g. ids                   {shown}")
-        print(f"  served again, un-marked      {result.undeleted:,}")
-        print(f"  marked deleted earlier       {result.already_deleted:,}")
-        print(f"  requests                     {result.requests:,} ({result.retries} retries)")
-        if stats.notes:
-            print(f"  note                         {'; '.join(stats.notes)}")
-        sys.stdout.flush()
-        if not args.no_models and config.destination == "duckdb":
-            from pipelines.warehouse.runner import build_models
-
-            built = build_models(config.database)
-            print(f"models rebuilt: {built.summary()}", flush=True)
+    print(
+        f"quorum-sms reconcile: {config.source.base_url} -> {config.database}", file=sys.stderr
+    )
+    done = run_reconcile(config, force=args.force)
+    result = done.result
+    print("reconcile finished")
+    print(f"  live records at the source   {result.live_at_source:,}")
+    print(f"  records in the warehouse     {result.in_warehouse:,}")
+    print(f"  newly marked deleted         {result.newly_deleted:,}")
+    if result.deleted_ids_sample:
+        shown = ", ".join(str(i) for i in result.deleted_ids_sample)
+        print(f"    e.g. ids                   {shown}")
+    print(f"  served again, un-marked      {result.undeleted:,}")
+    print(f"  marked deleted earlier       {result.already_deleted:,}")
+    print(f"  requests                     {result.requests:,} ({result.retries} retries)")
+    if done.notes:
+        print(f"  note                         {'; '.join(done.notes)}")
+    if done.models is not None:
+        print(f"models rebuilt: {done.models.summary()}")
+    sys.stdout.flush()
     return 0

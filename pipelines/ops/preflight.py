@@ -1,4 +1,4 @@
-"""`quorum-sms check`: prove a sync would work, before cron finds out at 3 a.m.
+"""The pre-flight check (`quorum-sms check`): prove a sync would work before cron finds out.
 
 Each step is a `CheckResult`; a failed step does not stop the later ones that do not depend
 on it, so one run lists every problem. Nothing is written to the warehouse.
@@ -20,8 +20,11 @@ from pipelines.config import (
     load_webhook_url,
 )
 from pipelines.errors import BusyError, QuorumSmsError
+from pipelines.lock import database_lock
 from pipelines.quorum import settings
-from pipelines.quorum.client import QuorumClient, redact
+from pipelines.quorum.client import QuorumClient
+from pipelines.redaction import redact
+from pipelines.sync import make_pipeline, saved_cursor
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ def run_checks(*, base_url: str | None = None, database: str | None = None) -> C
     results: list[CheckResult] = []
     try:
         config = load_sync_config(base_url=base_url, database=database)
-        pii = load_pii_settings()
-        webhook = load_webhook_url()
+        pii = load_pii_settings(config.run)
+        webhook = load_webhook_url(config.run)
     except QuorumSmsError as error:
         return CheckReport([_fail("settings", error)])
     hashed = [g for g, c in pii.choices.items() if c != "keep"]
@@ -70,7 +73,8 @@ def run_checks(*, base_url: str | None = None, database: str | None = None) -> C
         CheckResult(
             "settings",
             True,
-            f"valid; API {config.base_url} as user {config.username!r}; personal data: "
+            f"valid; API {config.source.base_url} as user {config.source.username!r}; "
+            "personal data: "
             + (", ".join(f"{g} {pii.choices[g]}" for g in hashed) if hashed else "kept as is")
             + f"; failure webhook {'set' if webhook else 'not set'}",
         )
@@ -83,13 +87,13 @@ def run_checks(*, base_url: str | None = None, database: str | None = None) -> C
 def _check_credentials(config: SyncConfig) -> CheckResult:
     try:
         with QuorumClient(
-            config.base_url,
-            config.username,
-            config.api_key,
-            timeout=min(config.timeout, 30.0),
-            max_attempts=min(config.max_attempts, 3),
+            config.source.base_url,
+            config.source.username or "",
+            config.source.api_key or "",
+            timeout=min(config.source.timeout, 30.0),
+            max_attempts=min(config.source.max_attempts, 3),
             max_total_wait=30.0,
-            backoff_initial=config.backoff_initial,
+            backoff_initial=config.source.backoff_initial,
         ) as client:
             body = client.get_json(settings.LIST_PATH, [("limit", 1)])
     except QuorumSmsError as error:
@@ -100,11 +104,11 @@ def _check_credentials(config: SyncConfig) -> CheckResult:
 
 
 def _check_database(config: SyncConfig) -> CheckResult:
-    from pipelines.sync import database_lock
-
-    if config.destination != "duckdb":
+    if not config.is_duckdb:
         return CheckResult(
-            "database", True, f"destination {config.destination} (checked by dlt when it loads)"
+            "database",
+            True,
+            f"destination {config.run.destination} (checked by dlt when it loads)",
         )
     database = config.database
     try:
@@ -144,10 +148,8 @@ def _check_database(config: SyncConfig) -> CheckResult:
 
 def describe_next_sync(config: SyncConfig) -> str:
     """In plain words: from which cursor, into which database, what the sync would read."""
-    from pipelines.sync import database_lock, make_pipeline, saved_cursor
-
     cursor: str | None = None
-    if config.destination == "duckdb" and config.database.exists():
+    if config.is_duckdb and config.database.exists():
         pipeline = make_pipeline(config)
         try:
             # the destination's state is the truth (the local folder may be gone); only
@@ -162,32 +164,32 @@ def describe_next_sync(config: SyncConfig) -> str:
         cursor = saved_cursor(pipeline)
     target = (
         f"the DuckDB file {config.database}"
-        if config.destination == "duckdb"
-        else f"the {config.destination} warehouse (dataset {settings.RAW_DATASET})"
+        if config.is_duckdb
+        else f"the {config.run.destination} warehouse (dataset {settings.RAW_DATASET})"
     )
     how = (
         "a full scan of every record, the cursor applied on this side"
-        if config.force_full_scan
+        if config.source.force_full_scan
         else "keyset paging on `updated` (falling back to a full scan if the API refuses it)"
     )
     if cursor is None:
         what = (
-            f"a first sync: every SendSMS record changed since {config.initial_value} (the "
+            f"a first sync: every SendSMS record changed since {config.source.initial_value} (the "
             "initial_value; no saved cursor yet)"
         )
     else:
         try:
             begin = (
-                datetime.fromisoformat(cursor) - timedelta(seconds=config.lag_seconds)
+                datetime.fromisoformat(cursor) - timedelta(seconds=config.source.lag_seconds)
             ).isoformat()
         except ValueError:
-            begin = f"{config.lag_seconds:g} s before {cursor}"
+            begin = f"{config.source.lag_seconds:g} s before {cursor}"
         what = (
             f"an incremental sync: records changed since {begin} (the saved cursor "
-            f"{cursor} minus the {config.lag_seconds:g} s lag window)"
+            f"{cursor} minus the {config.source.lag_seconds:g} s lag window)"
         )
     models = "then rebuild the SQL models" if config.build_models else "without the SQL models"
     return (
-        f"A sync now would read {what}, from {config.base_url}, by {how}, in pages of "
-        f"{config.page_size}, and merge them into {target}, {models}."
+        f"A sync now would read {what}, from {config.source.base_url}, by {how}, in pages of "
+        f"{config.source.page_size}, and merge them into {target}, {models}."
     )

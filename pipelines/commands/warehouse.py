@@ -1,4 +1,5 @@
-"""`quorum-sms models|report|export`: build the marts, print or draw the report, export."""
+"""`quorum-sms models|report|export`: build the marts (under the database lock), print or draw
+the report, export."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import resolve_database
-
-DATABASE_HELP = "the DuckDB file (default: $QUORUM_DATABASE, else [quorum_sms] database)"
+from pipelines.commands.common import add_database_argument
+from pipelines.config import load_run_settings, resolve_database
 
 
 def register(subparsers: Any) -> None:
@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         description="Build every model under sql/ in one transaction, then run the data "
         "checks; on any failure the previous marts stay as they were.",
     )
-    models.add_argument("--database", help=DATABASE_HELP)
+    add_database_argument(models)
     models.add_argument("--sql-dir", type=Path, help="the model directory (default: sql/)")
     models.set_defaults(handler=run_models)
 
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
         description="Figures of the last --days days of sends, ending at the newest send in "
         "the data (UTC dates).",
     )
-    report.add_argument("--database", help=DATABASE_HELP)
+    add_database_argument(report)
     report.add_argument("--days", type=int, default=30, help="window length (default 30)")
     report.add_argument(
         "--html", type=Path, metavar="PATH", help="write a self-contained HTML page here"
@@ -40,18 +40,20 @@ def register(subparsers: Any) -> None:
     export: argparse.ArgumentParser = subparsers.add_parser(
         "export", help="write each mart as a Parquet file"
     )
-    export.add_argument("--database", help=DATABASE_HELP)
+    add_database_argument(export)
     export.add_argument("--out", type=Path, required=True, help="the directory to write to")
     export.set_defaults(handler=run_export)
 
 
 def run_models(args: argparse.Namespace) -> int:
     """Build the models and print a summary."""
+    from pipelines.lock import database_lock
     from pipelines.warehouse.runner import build_models
 
-    database = resolve_database(args.database)
+    run, database = load_run_settings(args.database)
     print(f"building the SQL models in {database} ...", file=sys.stderr, flush=True)
-    result = build_models(database, args.sql_dir)
+    with database_lock(database, run.lock_wait_seconds):
+        result = build_models(database, args.sql_dir)
     print(result.summary())
     for relation, rows in sorted(result.row_counts.items()):
         print(f"  {relation:<40} {rows:>12,} rows")

@@ -1,0 +1,26 @@
+"""Argument declarations and texts that several commands share."""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_CODES = (
+    "Exit codes: 0 done, 2 bad configuration or usage, 3 authorization failure, 4 the API "
+    "kept failing, 1 anything else."
+)
+
+
+def add_database_argument(parser: argparse.ArgumentParser) -> None:
+    """`--database PATH`: the DuckDB file, over QUORUM_DATABASE and the config."""
+    parser.add_argument(
+        "--database",
+        help="the DuckDB file (default: $QUORUM_DATABASE, else [quorum_sms] database); "
+        "a relative path is relative to the current directory",
+    )
+
+
+def add_base_url_argument(parser: argparse.ArgumentParser) -> None:
+    """`--base-url URL`: the API's scheme and host, over QUORUM_BASE_URL and the config."""
+    parser.add_argument(
+        "--base-url", help="API scheme and host (default: $QUORUM_BASE_URL, else config)"
+    )

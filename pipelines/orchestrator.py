@@ -1,0 +1,289 @@
+"""The nightly run, and reconcile: one lock, then an explicit sequence of steps.
+
+`run_nightly` takes the database lock once and, inside it, starts the run history, then runs
+`NIGHTLY_STEPS` in order (sync, record the sync, models; later steps such as publishing slot
+into that tuple), then finishes the history. Whatever step fails, the failure is recorded in
+the history once and alerted once (the summary for stderr/cron mail through the reporter,
+and the webhook), and the original error is re-raised unchanged for the exit code.
+
+Command modules call this and print; nothing here prints or imports a command module. What
+the command shows goes through a `RunReporter`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
+from pipelines.errors import NotifyError, QuorumSmsError
+from pipelines.lock import database_lock
+from pipelines.ops.history import RunCounts, RunRecorder
+from pipelines.ops.notify import post_webhook
+from pipelines.ops.privacy import make_policy
+from pipelines.ops.reconcile import ReconcileResult, apply_deletions, read_live_ids
+from pipelines.quorum import SourceObserver
+from pipelines.quorum.normalize import PersonalDataPolicy
+from pipelines.quorum.paging import PagingStats
+from pipelines.redaction import redact
+from pipelines.sync import SyncSummary, make_pipeline, run_sync, saved_cursor
+from pipelines.warehouse.runner import BuildResult, build_models
+
+
+class RunReporter:
+    """What a run tells its command as it goes; the command prints. Defaults do nothing."""
+
+    def started(self, config: SyncConfig) -> None:
+        """The run begins (settings valid, lock not yet taken)."""
+
+    def note(self, text: str) -> None:
+        """Something worth a line on stderr that is not an error."""
+
+    def progress(self, observer: SourceObserver) -> None:
+        """A page was read (called from reader threads; rate-limit there)."""
+
+    def synced(self, summary: SyncSummary) -> None:
+        """The sync step finished and its load is committed."""
+
+    def models_built(self, result: BuildResult) -> None:
+        """The SQL models were rebuilt."""
+
+    def failed(self, text: str) -> None:
+        """The run failed; `text` is the redacted failure summary (cron mail, webhook)."""
+
+
+@dataclass
+class RunResult:
+    """What a nightly run did; each part is None when its step did not run."""
+
+    config: SyncConfig
+    run_id: str | None = None
+    summary: SyncSummary | None = None
+    models: BuildResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """The state the steps share."""
+
+    config: SyncConfig
+    reporter: RunReporter
+    result: RunResult
+    policy: PersonalDataPolicy | None = None
+    recorder: RunRecorder | None = None
+    observer: SourceObserver = field(default_factory=SourceObserver)
+    #: the history row already says the data was loaded (a later step failed)
+    loaded: bool = False
+
+
+Step = Callable[[_Run], None]
+
+
+def _sync_step(run: _Run) -> None:
+    run.observer.on_page = run.reporter.progress
+    run.result.summary = run_sync(run.config, observer=run.observer, policy=run.policy)
+    run.reporter.synced(run.result.summary)
+
+
+def _record_sync_step(run: _Run) -> None:
+    # before the models: `sync_freshness` reads this row
+    if run.recorder is not None and run.result.summary is not None:
+        run.recorder.finish("succeeded", _summary_counts(run.result.summary))
+        run.loaded = True
+
+
+def _models_step(run: _Run) -> None:
+    if run.config.build_models and run.config.is_duckdb:
+        run.result.models = build_models(run.config.database)
+        run.reporter.models_built(run.result.models)
+
+
+#: The nightly run after the run history has started, in order.
+NIGHTLY_STEPS: tuple[Step, ...] = (_sync_step, _record_sync_step, _models_step)
+
+
+def run_nightly(
+    config: SyncConfig,
+    reporter: RunReporter | None = None,
+    *,
+    steps: tuple[Step, ...] = NIGHTLY_STEPS,
+) -> RunResult:
+    """Run the nightly sequence under the database lock; see the module docstring.
+
+    Raises:
+        QuorumSmsError: the first step's error, unchanged (after history and alert).
+    """
+    run = _Run(config, reporter or RunReporter(), RunResult(config))
+    try:
+        run.policy = make_policy(load_pii_settings(config.run))
+        run.reporter.started(config)
+        with database_lock(config.database, config.run.lock_wait_seconds):
+            _start_history(run)
+            for step in steps:
+                step(run)
+            if run.recorder is not None and not run.loaded:
+                run.recorder.finish("succeeded", _summary_counts(run.result.summary))
+    except BaseException as error:
+        _record_failure(run, error)
+        if not isinstance(error, KeyboardInterrupt):
+            _alert(run, error)
+        raise
+    return run.result
+
+
+def _start_history(run: _Run) -> None:
+    if not run.config.is_duckdb:
+        return
+    run.recorder = RunRecorder(run.config.database, "sync")
+    run.recorder.start(cursor_before=_local_cursor(run.config))
+    run.result.run_id = run.recorder.run_id
+    if run.recorder.interrupted_marked:
+        run.reporter.note(
+            f"{run.recorder.interrupted_marked} earlier run(s) ended without recording it "
+            "(killed); marked interrupted in the run history"
+        )
+
+
+def _local_cursor(config: SyncConfig) -> str | None:
+    try:
+        return saved_cursor(make_pipeline(config))
+    except Exception:
+        return None  # the sync itself reports a broken pipeline folder
+
+
+def _record_failure(run: _Run, error: BaseException) -> None:
+    if run.recorder is None:
+        return  # the history never started (settings, lock): nothing to record
+    code = error.exit_code if isinstance(error, QuorumSmsError) else 1
+    if run.loaded and run.result.summary is not None:
+        run.recorder.finish(
+            "failed",
+            _summary_counts(run.result.summary),
+            error=f"the data was loaded and the cursor moved, but the SQL models failed: {error}",
+            exit_code=code,
+        )
+        return
+    interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+    run.recorder.finish(
+        "interrupted" if interrupted else "failed",
+        _observer_counts(run.observer),
+        error=str(error) or type(error).__name__,
+        exit_code=code,
+    )
+
+
+def failure_text(config: SyncConfig, error: BaseException, run_id: str | None) -> str:
+    """The failure summary for stderr (a cron mail) and the webhook; never holds the key."""
+    code = error.exit_code if isinstance(error, QuorumSmsError) else 1
+    lines = [
+        f"quorum-sms sync FAILED on {socket.gethostname()} at "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')} (exit code {code})",
+        f"  database  {config.database}",
+        f"  API       {config.source.base_url}",
+    ]
+    if run_id:
+        lines.append(f"  run       {run_id} (quorum_ops.sync_runs; `quorum-sms status`)")
+    lines.append(f"  error     {' '.join(str(error).split()) or type(error).__name__}")
+    return redact("\n".join(lines))
+
+
+def _alert(run: _Run, error: BaseException) -> None:
+    text = failure_text(run.config, error, run.result.run_id)
+    run.reporter.failed(text)
+    try:
+        webhook = load_webhook_url(run.config.run)
+    except QuorumSmsError:
+        webhook = None  # a bad webhook setting is reported by `quorum-sms check`
+    if webhook:
+        try:
+            post_webhook(webhook, text)
+        except NotifyError as notify_error:
+            run.reporter.note(f"warning: {notify_error}")
+
+
+def _summary_counts(summary: SyncSummary | None) -> RunCounts:
+    if summary is None:
+        return RunCounts()
+    return RunCounts(
+        records_fetched=summary.records_fetched,
+        records_loaded=summary.records_new + summary.records_updated,
+        records_new=summary.records_new,
+        records_updated=summary.records_updated,
+        events_loaded=summary.events_loaded,
+        pages=summary.pages,
+        requests=summary.requests,
+        retries=summary.retries,
+        paging_mode=summary.paging_mode,
+        cursor_before=summary.cursor_before,
+        cursor_after=summary.cursor_after,
+    )
+
+
+def _observer_counts(observer: SourceObserver) -> RunCounts:
+    """What the source read before the run stopped."""
+    if observer.client is None:
+        return RunCounts()
+    return RunCounts(
+        records_fetched=observer.records,
+        pages=observer.pages,
+        requests=observer.client.stats.requests,
+        retries=observer.client.stats.retries,
+    )
+
+
+# -- reconcile --------------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileRun:
+    """What reconcile found and did, the paging notes, and the models it rebuilt."""
+
+    result: ReconcileResult
+    notes: list[str]
+    models: BuildResult | None = None
+
+
+def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
+    """Under the database lock: read every live id, mark the missing rows, rebuild models.
+
+    Raises:
+        QuorumSmsError: the API failed, the warehouse has no raw table, or the share to mark
+            was implausible (nothing changed); recorded in the run history first.
+    """
+    with database_lock(config.database, config.run.lock_wait_seconds):
+        recorder = RunRecorder(config.database, "reconcile")
+        recorder.start()
+        result = ReconcileResult()
+        stats = PagingStats()
+        try:
+            live, result.requests, result.retries = read_live_ids(config, stats)
+            result.live_at_source, result.pages = len(live), stats.pages
+            apply_deletions(config, live, result, force=force)
+        except BaseException as error:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            code = error.exit_code if isinstance(error, QuorumSmsError) else 1
+            recorder.finish(
+                status,
+                RunCounts(pages=stats.pages or None),
+                error=str(error) or type(error).__name__,
+                exit_code=code,
+            )
+            raise
+        recorder.finish(
+            "succeeded",
+            RunCounts(
+                records_fetched=result.live_at_source,
+                records_deleted=result.newly_deleted,
+                pages=result.pages,
+                requests=result.requests,
+                retries=result.retries,
+                paging_mode="full-scan",
+            ),
+        )
+        done = ReconcileRun(result, list(stats.notes))
+        if config.build_models:
+            done.models = build_models(config.database)
+    return done
