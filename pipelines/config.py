@@ -92,7 +92,6 @@ class RunSettings(BaseConfiguration):
         None,
         "Failure alerts: a Slack-compatible webhook gets the failure summary ({\"text\": ...}). "
         "A secret: .dlt/secrets.toml or the environment, not config.toml.",
-        example="https://hooks.slack.com/services/T000/B000/XXXX",
     )
     pii_phones: str = _pii("recipient phone numbers (rcpt_dict phone keys, phone-named fields)")
     pii_emails: str = _pii("supporter_email and e-mail keys")
@@ -103,7 +102,6 @@ class RunSettings(BaseConfiguration):
         None,
         f"Key of the `hash` personal-data choice (a secret, at least {PII_KEY_MIN_LENGTH} "
         "characters; keep it: another key gives other hashes and breaks joins).",
-        example="output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
     )
 
 

@@ -10,6 +10,9 @@ import dataclasses
 import textwrap
 from typing import Any
 
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.configuration.specs.base_configuration import is_secret_hint
+
 from pipelines.config import SPECS, env_name, spec_fields
 
 CONFIG_TOML_HEADER = """\
@@ -22,8 +25,8 @@ CONFIG_TOML_HEADER = """\
 """
 
 
-def _is_secret(field: dataclasses.Field[Any]) -> bool:
-    return "SecretSentinel" in str(field.type)
+def _is_secret(spec: type[BaseConfiguration], field: dataclasses.Field[Any]) -> bool:
+    return bool(is_secret_hint(spec.get_resolvable_fields()[field.name]))
 
 
 def _toml_value(value: Any) -> str:
@@ -42,7 +45,7 @@ def render_config_toml() -> str:
     for section, spec in SPECS:
         parts.append(f"\n[{'.'.join(section)}]\n")
         for field in spec_fields(spec):
-            if _is_secret(field):
+            if _is_secret(spec, field):
                 continue
             doc = f"{field.metadata['doc']} ({env_name(field.name)})"
             parts.append(textwrap.fill(doc, width=95, initial_indent="# ",
@@ -61,7 +64,7 @@ def render_settings_markdown() -> str:
     for section, spec in SPECS:
         for field in spec_fields(spec):
             default = (
-                "(secret)" if _is_secret(field)
+                "(secret)" if _is_secret(spec, field)
                 else "(none)" if field.default is None
                 else f"`{_toml_value(field.default)}`"
             )

@@ -61,3 +61,14 @@ def test_non_numeric_setting_is_a_config_error(monkeypatch, tmp_path):
     monkeypatch.setenv("SOURCES__QUORUM__PAGE_SIZE", "lots")
     with pytest.raises(ConfigError, match="page_size"):
         load_sync_config(base_url="http://x.example", database=str(tmp_path / "w.duckdb"))
+
+
+def test_every_setting_answers_to_its_quorum_name_above_dlts_own(monkeypatch, tmp_path):
+    monkeypatch.setenv("QUORUM_USERNAME", "u")
+    monkeypatch.setenv("QUORUM_API_KEY", "k" * 12)
+    monkeypatch.setenv("SOURCES__QUORUM__PAGE_SIZE", "300")
+    monkeypatch.setenv("QUORUM_PAGE_SIZE", "250")
+    monkeypatch.setenv("QUORUM_LOCK_WAIT_SECONDS", "2.5")
+    config = load_sync_config(base_url="http://x.example", database=str(tmp_path / "w.duckdb"))
+    assert config.source.page_size == 250
+    assert config.run.lock_wait_seconds == 2.5

@@ -54,7 +54,6 @@ def setting(
     *,
     minimum: float | None = None,
     choices: tuple[str, ...] = (),
-    example: str | None = None,
     path: bool = False,
 ) -> Any:
     """Declare one setting of a settings spec: its default and what it means.
@@ -64,7 +63,6 @@ def setting(
         doc: one or two sentences for `.dlt/config.toml` and the README's table.
         minimum: the smallest valid number, for numeric settings.
         choices: the valid values, for settings that take one of a few words.
-        example: shown (commented out) in `.dlt/config.toml` when the default is unset.
         path: a file path (relative ones given in the environment are made absolute).
 
     Returns:
@@ -74,7 +72,6 @@ def setting(
         "doc": doc,
         "minimum": minimum,
         "choices": choices,
-        "example": example,
         "path": path,
     }
     return dataclasses.field(default=default, metadata=metadata)
