@@ -16,7 +16,9 @@ import duckdb
 import pytest
 
 from pipelines.cli import main
+from pipelines.errors import BusyError
 from pipelines.simulator import Faults
+from pipelines.sync import database_lock, pipelines_dir_for
 from tests.conftest import API_KEY
 from tests.e2e.truth import assert_warehouse_equals, warehouse_sendsms
 
@@ -248,10 +250,26 @@ def run_sync_process(base_url: str, env: dict[str, str]) -> subprocess.Popen[str
 
 
 def wait_until(condition: Any, timeout: float = 60.0) -> None:
+    """Poll an observable condition; the sleep only paces the poll, it orders nothing."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for the run to get there"
         time.sleep(0.02)
+
+
+#: dlt's folders (under the pipeline's working folder) of a package extracted but not loaded.
+PENDING_PACKAGE_FOLDERS = ("normalize/extracted", "load/new", "load/normalized")
+
+
+def load_packages(pipeline_dir: Path, *folders: str) -> list[Path]:
+    """dlt load packages (one folder per load id) in the given stage folders."""
+    return [
+        package
+        for folder in folders
+        if (pipeline_dir / folder).is_dir()
+        for package in (pipeline_dir / folder).iterdir()
+        if package.is_dir()
+    ]
 
 
 @pytest.mark.parametrize("phase", ["while-paging", "after-paging"])
@@ -259,15 +277,19 @@ def test_killed_halfway_the_next_run_is_exact(sync_env, simulator_factory, phase
     sim = simulator_factory(n_records=3000, faults=Faults(latency_ms=40))
     env = {**os.environ, "SOURCES__QUORUM__PAGE_SIZE": "100", "PYTHONPATH": str(ROOT)}
     process = run_sync_process(sim.base_url, env)
+    packages = pipelines_dir_for(sync_env) / "quorum_sms"
     if phase == "while-paging":
         wait_until(lambda: sim.stats.records_served >= 1000)
     else:
-        # every record has been served: the run is normalizing or loading
-        wait_until(lambda: sim.stats.records_served >= 3000)
-        time.sleep(0.3)
+        # paging is over once the extracted load package exists: it is normalizing or loading
+        wait_until(lambda: bool(load_packages(packages, *PENDING_PACKAGE_FOLDERS)))
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    if phase == "after-paging":
+        # proof that the kill landed before the load was done, not after the run's end
+        assert not load_packages(packages, "load/loaded"), "the load finished before the kill"
+        assert load_packages(packages, *PENDING_PACKAGE_FOLDERS)
     sim.world.advance(timedelta(hours=6))
     sim.faults = Faults()
     process = run_sync_process(sim.base_url, env)
@@ -276,24 +298,40 @@ def test_killed_halfway_the_next_run_is_exact(sync_env, simulator_factory, phase
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
 
 
+def held_by_another_run(database: Path) -> bool:
+    """Whether some other process holds the database's run lock right now."""
+    try:
+        with database_lock(database, wait_seconds=0):
+            return False
+    except BusyError:
+        return True
+
+
 def test_two_overlapping_runs_one_waits_then_exits(sync_env, simulator_factory):
-    sim = simulator_factory(n_records=3000, faults=Faults(latency_ms=50))
-    env = {
-        **os.environ,
-        "SOURCES__QUORUM__PAGE_SIZE": "100",
-        "QUORUM_SMS__LOCK_WAIT_SECONDS": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    first = run_sync_process(sim.base_url, env)
-    time.sleep(1.0)
-    second = run_sync_process(sim.base_url, env)
-    second_output, _ = second.communicate(timeout=60)
+    sim = simulator_factory(n_records=3000)
+    env = {**os.environ, "SOURCES__QUORUM__PAGE_SIZE": "100", "PYTHONPATH": str(ROOT)}
+    # The simulator's world lock (held while it renders a page) is held here, so the first
+    # run cannot get a single page until the second run has given up: it provably still
+    # holds the database lock then, on a fast idle machine and on a busy one alike.
+    sim.world.lock.acquire()
+    try:
+        first = run_sync_process(sim.base_url, {**env, "QUORUM_SMS__LOCK_WAIT_SECONDS": "60"})
+        wait_until(lambda: first.poll() is not None or held_by_another_run(sync_env))
+        assert first.poll() is None, first.communicate()[0]
+        second = run_sync_process(
+            sim.base_url, {**env, "QUORUM_SMS__LOCK_WAIT_SECONDS": "0.5"}
+        )
+        second_output, _ = second.communicate(timeout=120)
+        assert first.poll() is None and held_by_another_run(sync_env)
+        assert sim.stats.records_served == 0, "the first run got data while it was held"
+    finally:
+        sim.world.lock.release()
     first_output, _ = first.communicate(timeout=180)
     assert first.returncode == 0, first_output
     assert second.returncode == 1, second_output
     assert "Another quorum-sms run is using" in second_output
+    assert "waited 0.5 s" in second_output
     assert "quorum-sms sync FAILED" in second_output  # the summary a cron mail shows
-    sim.faults = Faults()
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
     # the run history holds the one run that ran; the one that never got the lock wrote nothing
     with duckdb.connect(str(sync_env), read_only=True) as connection:

@@ -155,20 +155,20 @@ def test_busy_database_run_leaves_no_row_and_says_so(sync_env, simulator_factory
     sim = simulator_factory(n_records=100)
     monkeypatch.setenv("QUORUM_SMS__LOCK_WAIT_SECONDS", "0.2")
     monkeypatch.setenv("QUORUM_WEBHOOK_URL", receiver.url)
-    result: dict[str, Any] = {}
+    held, done = threading.Event(), threading.Event()
 
-    def other_process_holds_the_lock() -> None:
+    def other_run_holds_the_lock() -> None:
         with database_lock(Path(sync_env), 1):
-            result["event"].wait(10)
+            held.set()  # the lock is taken, not merely its file created
+            done.wait(60)
 
-    result["event"] = threading.Event()
-    holder = threading.Thread(target=other_process_holds_the_lock)
+    holder = threading.Thread(target=other_run_holds_the_lock)
     holder.start()
     try:
-        wait_until(lambda: Path(str(sync_env) + ".lock").exists(), timeout=5)
+        assert held.wait(30), "the other run never got the lock"
         code, _, err = run(capsys, "sync", "--base-url", sim.base_url)
     finally:
-        result["event"].set()
+        done.set()
         holder.join()
     assert code == 1 and "Another quorum-sms run is using" in err
     assert "Another quorum-sms run" in receiver.bodies[0]["text"]
