@@ -17,8 +17,9 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.errors import BusyError
+from pipelines.lock import database_lock
 from pipelines.simulator import Faults
-from pipelines.sync import database_lock, pipelines_dir_for
+from pipelines.sync import pipelines_dir_for
 from tests.conftest import API_KEY
 from tests.e2e.truth import assert_warehouse_equals, warehouse_sendsms
 

@@ -21,9 +21,9 @@ import pytest
 
 from pipelines.config import PiiSettings
 from pipelines.errors import BadRecordError
-from pipelines.ops.privacy import make_transform
+from pipelines.ops.privacy import make_policy
 from pipelines.quorum import normalize, settings
-from pipelines.quorum.normalize import Transform, events_table, id_from_uri, sendsms_table
+from pipelines.quorum.normalize import PersonalDataPolicy, events_table, id_from_uri, sendsms_table
 from tests.conftest import API_KEY, API_USER
 
 Record = dict[str, Any]
@@ -84,7 +84,7 @@ def _transpose_by_get(records: list[Record], fields: tuple[str, ...]) -> dict[st
 
 
 def exact_tables(
-    records: list[Record], transform: Transform | None = None
+    records: list[Record], transform: PersonalDataPolicy | None = None
 ) -> tuple[pa.Table, pa.Table]:
     """Both tables built with every fast piece switched off: the row-by-row reference.
 
@@ -95,12 +95,12 @@ def exact_tables(
         patch.setattr(normalize, "_time_array", lambda values, *, empty_is_null: None)
         patch.setattr(normalize, "_ids_from_uris", _ids_one_by_one)
         patch.setattr(normalize, "_transpose", _transpose_by_get)
-        patch.setattr(normalize, "_events_by_type", lambda records, transform: None)
+        patch.setattr(normalize, "_events_by_type", lambda records, policy: None)
         return sendsms_table(records, transform), events_table(records, transform)
 
 
 def fast_tables(
-    records: list[Record], transform: Transform | None = None
+    records: list[Record], transform: PersonalDataPolicy | None = None
 ) -> tuple[pa.Table, pa.Table]:
     """Both tables as the module builds them."""
     return sendsms_table(records, transform), events_table(records, transform)
@@ -115,7 +115,7 @@ def assert_same_table(fast: pa.Table, exact: pa.Table) -> None:
 
 
 def assert_paths_agree(
-    records: list[Record], transform: Transform | None = None
+    records: list[Record], transform: PersonalDataPolicy | None = None
 ) -> tuple[pa.Table, pa.Table]:
     """Build both ways, compare, and return the fast path's tables."""
     fast = fast_tables(copy.deepcopy(records), transform)
@@ -389,7 +389,7 @@ def test_the_transform_sees_the_same_columns_and_values_on_both_paths():
     records = [base_record(1), base_record(2, bulk_sms=None, new_field={"email": "a@b.c"})]
     calls: dict[str, list[tuple[str, list[Any]]]] = {"fast": [], "exact": []}
 
-    def recording(into: str) -> Transform:
+    def recording(into: str) -> PersonalDataPolicy:
         def transform(column: str, values: list[Any]) -> list[Any]:
             calls[into].append((column, list(values)))
             if column == "supporter_name":
@@ -422,7 +422,7 @@ def test_the_transform_sees_the_same_columns_and_values_on_both_paths():
 
 
 def test_the_privacy_policy_gives_the_same_tables_on_both_paths(simulator_page):
-    transform = make_transform(
+    transform = make_policy(
         PiiSettings(
             choices={"phones": "hash", "emails": "hash", "names": "drop", "messages": "drop",
                      "recipients": "keep"},

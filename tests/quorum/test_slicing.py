@@ -14,8 +14,9 @@ import pytest
 from pipelines.errors import BadRecordError
 from pipelines.quorum import slicing
 from pipelines.quorum.client import QuorumClient
-from pipelines.quorum.paging import Pager, PagingStats, parse_api_time
+from pipelines.quorum.paging import Pager, PagingStats
 from pipelines.quorum.slicing import iter_pages_concurrently, plan_slices
+from pipelines.quorum.timestamps import parse_api_time
 from pipelines.simulator import Faults
 from tests.conftest import API_KEY, API_USER
 
