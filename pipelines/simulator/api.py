@@ -15,7 +15,8 @@ import numpy as np
 import orjson
 
 from pipelines.simulator import timefmt
-from pipelines.simulator.world import BOOL_FIELDS, INT_FIELDS, TIME_FIELDS, Condition, World
+from pipelines.simulator.schema import BOOL_FIELDS, INT_FIELDS, TIME_FIELDS, Condition
+from pipelines.simulator.world import World
 
 LIST_PATH = "/api/sendsms/"
 DEFAULT_LIMIT = 20
