@@ -125,14 +125,16 @@ def test_cli_flags_build_the_faults() -> None:
                   "--error-rate", "0.1", "--error-statuses", "500,504", "--drop-rate", "0.2",
                   "--truncate-rate", "0.3", "--malformed-ids", "7,8", "--malformed-rate",
                   "0.01", "--mutate-while-paging", "4", "--refuse-range-filters",
-                  "--ignore-order-by", "--fault-seed", "9"])
+                  "--ignore-order-by", "--fault-seed", "9",
+                  "--malformed-kinds", "11:missing_id,12:lone_surrogate", "--duplicate-ids", "13"])
     faults = sim_cli.build_faults(args)
     assert faults.to_dict() == {
         "latency_ms": 5.0, "jitter_ms": 2.0, "rate_limit_per_s": 10.0, "error_rate": 0.1,
         "error_statuses": [500, 504], "drop_rate": 0.2, "truncate_rate": 0.3,
         "malformed_ids": [7, 8], "malformed_rate": 0.01, "mutate_while_paging": 4,
         "refuse_range_filters": True, "refuse_order_by": False, "ignore_order_by": True,
-        "seed": 9,
+        "seed": 9, "malformed_kinds": {"11": "missing_id", "12": "lone_surrogate"},
+        "duplicate_ids": [13],
     }
 
 
