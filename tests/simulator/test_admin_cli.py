@@ -100,11 +100,24 @@ def test_cli_drives_a_running_simulator(fresh: SimulatorServer, capsys: pytest.C
     args = parse(["simulate", "faults", "--error-rate", "0.5", "--refuse-order-by", *url])
     assert args.handler(args) == 0
     assert fresh.faults.error_rate == 0.5 and fresh.faults.refuse_order_by
+    args = parse(["simulate", "faults", "--malformed-kinds", f"{ids[1]}:bad_uri",
+                  "--duplicate-ids", str(ids[1]), *url])
+    assert args.handler(args) == 0
+    assert fresh.faults.malformed_kinds == {ids[1]: "bad_uri"}
+    assert fresh.faults.duplicate_ids == (ids[1],) and fresh.faults.error_rate == 0.5
     args = parse(["simulate", "faults", "--reset", *url])
     assert args.handler(args) == 0 and fresh.faults.error_rate == 0.0
+    assert fresh.faults.malformed_kinds == {}
     args = parse(["simulate", "stats", *url])
     assert args.handler(args) == 0
     assert '"requests"' in capsys.readouterr().out
+
+
+def test_a_bad_malformed_kind_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["simulate", "faults", "--malformed-kinds", "12:sideways"])
+    assert exit_info.value.code == 2
+    assert "KIND one of updated, event_timestamp" in capsys.readouterr().err
 
 
 def test_cli_errors_are_typed(fresh: SimulatorServer) -> None:
