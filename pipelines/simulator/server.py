@@ -133,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         params: list[tuple[str, str]],
         body: bytes,
     ) -> None:
+        sim._hold_if_paused()
         state = sim._fault_state
         stats = sim.stats
         delay = state.delay_s()
@@ -301,6 +302,10 @@ class SimulatorServer:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self._held = 0
+        self._held_changed = threading.Condition()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -326,6 +331,7 @@ class SimulatorServer:
         httpd = self._httpd
         if httpd is None:
             return
+        self._open.set()  # let held requests finish so their threads can end
         httpd.shutdown()
         httpd.server_close()
         with self._connections_lock:
@@ -354,6 +360,33 @@ class SimulatorServer:
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
+
+    def pause_api(self) -> None:
+        """Hold every `/api/` request from now on until `resume_api()` (admin stays open).
+
+        A handshake for tests: freeze a client mid-run (say after `stats.wait_for_pages(2)`),
+        do something else meanwhile, then let it go on, without timing luck.
+        """
+        self._open.clear()
+
+    def resume_api(self) -> None:
+        """Answer `/api/` requests again, the held ones first."""
+        self._open.set()
+
+    def wait_for_held(self, n: int, timeout: float) -> bool:
+        """Block until `n` `/api/` requests are held by `pause_api()`; False on timeout."""
+        with self._held_changed:
+            return self._held_changed.wait_for(lambda: self._held >= n, timeout)
+
+    def _hold_if_paused(self) -> None:
+        if self._open.is_set():
+            return
+        with self._held_changed:
+            self._held += 1
+            self._held_changed.notify_all()
+        self._open.wait()
+        with self._held_changed:
+            self._held -= 1
 
     # ------------------------------------------------------------------ properties
 

@@ -285,9 +285,15 @@ def test_two_overlapping_runs_one_waits_then_exits(sync_env, simulator_factory):
         "PYTHONPATH": str(ROOT),
     }
     first = run_sync_process(sim.base_url, env)
-    time.sleep(1.0)
-    second = run_sync_process(sim.base_url, env)
-    second_output, _ = second.communicate(timeout=60)
+    # Handshake, not timing: hold the first run mid-read (it has the lock) while the second
+    # one tries, then let it finish.
+    assert sim.stats.wait_for_pages(2, timeout=120)
+    sim.pause_api()
+    try:
+        second = run_sync_process(sim.base_url, env)
+        second_output, _ = second.communicate(timeout=60)
+    finally:
+        sim.resume_api()
     first_output, _ = first.communicate(timeout=180)
     assert first.returncode == 0, first_output
     assert second.returncode == 1, second_output

@@ -173,3 +173,26 @@ def test_a_test_can_wait_for_the_nth_served_page(fresh: SimulatorServer, fresh_a
     assert fresh.stats.wait_for_requests(16, timeout=5) and fresh.stats.pages_served == 15
     assert fresh.stats.as_dict()["pages_served"] == 15
     assert not fresh.stats.wait_for_pages(10_000, timeout=0.01)
+
+
+def test_a_paused_api_holds_requests_until_resumed(fresh: SimulatorServer, fresh_api: Api
+                                                   ) -> None:
+    fresh.stats.reset()
+    fresh.pause_api()
+    answers: list[int] = []
+    client = Api(fresh.base_url)
+    reader = threading.Thread(
+        target=lambda: answers.append(client.get("/api/sendsms/", {"limit": 5}).status_code)
+    )
+    reader.start()
+    try:
+        assert fresh_api.get("/_simulator/stats").status_code == 200  # admin is never held
+        assert fresh.wait_for_held(1, timeout=30)
+        assert answers == [] and fresh.stats.requests == 0  # held, not answered
+        fresh.resume_api()
+        assert fresh.stats.wait_for_pages(1, timeout=30)
+    finally:
+        fresh.resume_api()
+        reader.join(timeout=30)
+        client.close()
+    assert answers == [200]
