@@ -6,7 +6,7 @@
         ...  # talk to sim.base_url
 
 It shares no code with the pipeline's client: it is an independent implementation of
-`quorum-api.md`, so the two check each other.
+`docs/quorum-api.md`, so the two check each other.
 """
 
 from __future__ import annotations

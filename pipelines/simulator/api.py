@@ -15,7 +15,9 @@ import numpy as np
 import orjson
 
 from pipelines.simulator import timefmt
-from pipelines.simulator.world import BOOL_FIELDS, INT_FIELDS, TIME_FIELDS, Condition, World
+from pipelines.simulator.schema import BOOL_FIELDS, INT_FIELDS, TIME_FIELDS, Condition
+from pipelines.simulator.spoil import PagePostprocessor
+from pipelines.simulator.world import World
 
 LIST_PATH = "/api/sendsms/"
 DEFAULT_LIMIT = 20
@@ -94,6 +96,7 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     records: int = 0
     record_ids: list[int] = field(default_factory=list)
+    page: bool = False  # a 200 list page (for the served-page counter)
 
 
 def error(status: int, message: str) -> Response:
@@ -232,9 +235,9 @@ def list_sendsms(
     world: World,
     params: Sequence[tuple[str, str]],
     caps: Capabilities,
-    bad_updated: Callable[[int], bool] | None = None,
+    postprocess: PagePostprocessor | None = None,
 ) -> Response:
-    """`GET /api/sendsms/`; `bad_updated` picks records served with a malformed `updated`."""
+    """`GET /api/sendsms/`; `postprocess` applies record faults to the page's objects."""
     try:
         limit = _parse_limit(_last(params, "limit"))
         offset = _parse_offset(_last(params, "offset"))
@@ -244,8 +247,10 @@ def list_sendsms(
         return error(400, str(exc))
     with world.lock:
         total, rows = world.query(conditions, order, offset, limit)
-        objects = world.render_json(rows, bad_updated)
+        objects = world.render_json(rows)
         ids = world.ids(rows)
+    if postprocess is not None:
+        objects = postprocess(ids, objects, True)
     meta = {
         "limit": limit,
         "next": page_uri(params, limit, offset + limit) if offset + limit < total else None,
@@ -256,20 +261,23 @@ def list_sendsms(
     body = b"".join(
         (b'{"meta":', orjson.dumps(meta), b',"objects":[', ",".join(objects).encode(), b"]}")
     )
-    return Response(200, body, records=len(objects), record_ids=ids)
+    return Response(200, body, records=len(objects), record_ids=ids, page=True)
 
 
 def detail_sendsms(
-    world: World, record_id: str, bad_updated: Callable[[int], bool] | None = None
+    world: World, record_id: str, postprocess: PagePostprocessor | None = None
 ) -> Response:
-    """`GET /api/sendsms/{id}/`: the record, or 404 with an empty body."""
+    """`GET /api/sendsms/{id}/`: the record, or 404 with an empty body (tastypie's
+    `HttpNotFound`) when there is no such record or it was deleted."""
     if not record_id.isdigit():
         return Response(404, content_type="text/html; charset=utf-8")
     with world.lock:
         row = world.get_row(int(record_id))
         if row is None:
             return Response(404, content_type="text/html; charset=utf-8")
-        (text,) = world.render_json(np.asarray([row], dtype=np.int64), bad_updated)
+        (text,) = world.render_json(np.asarray([row], dtype=np.int64))
+    if postprocess is not None:
+        (text,) = postprocess([int(record_id)], [text], False)
     return Response(200, text.encode(), records=1, record_ids=[int(record_id)])
 
 

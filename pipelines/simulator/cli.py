@@ -24,6 +24,7 @@ import orjson
 from pipelines.errors import ApiUnavailableError, ConfigError
 from pipelines.simulator.faults import Faults
 from pipelines.simulator.server import SimulatorServer
+from pipelines.simulator.spoil import MALFORMED_KINDS
 from pipelines.simulator.world import World
 
 DEFAULT_PORT = 8765
@@ -39,6 +40,21 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from None
+
+
+def _kind_map(text: str) -> dict[int, str]:
+    pairs: dict[int, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        record_id, sep, kind = part.partition(":")
+        if not sep or not record_id.strip().isdigit() or kind.strip() not in MALFORMED_KINDS:
+            raise argparse.ArgumentTypeError(
+                f"expected ID:KIND pairs separated by commas, KIND one of "
+                f"{', '.join(MALFORMED_KINDS)}; got {part!r}"
+            )
+        pairs[int(record_id)] = kind.strip()
+    return pairs
 
 
 def _add_fault_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -66,6 +82,12 @@ def _add_fault_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
                        help="records served with updated='not-a-date'")
     group.add_argument("--malformed-rate", type=float, default=d(0.0),
                        help="share of records (stable per id) served with a bad updated")
+    group.add_argument("--malformed-kinds", type=_kind_map, default=d({}), metavar="ID:KIND,...",
+                       help="records served malformed in a given way; KIND is one of "
+                            + ", ".join(MALFORMED_KINDS))
+    group.add_argument("--duplicate-ids", type=_int_list, default=d(()), metavar="ID,ID",
+                       help="records served twice on a list page: an hour-older delivered "
+                            "version, then the current one")
     group.add_argument("--mutate-while-paging", type=int, default=d(0), metavar="N",
                        help="between list requests: 1 s passes, N served records change, "
                             "N new ones appear")
@@ -82,17 +104,20 @@ _FAULT_ARGS = {
     "latency_ms": "latency_ms", "jitter_ms": "jitter_ms", "rate_limit": "rate_limit_per_s",
     "error_rate": "error_rate", "error_statuses": "error_statuses", "drop_rate": "drop_rate",
     "truncate_rate": "truncate_rate", "malformed_ids": "malformed_ids",
-    "malformed_rate": "malformed_rate", "mutate_while_paging": "mutate_while_paging",
+    "malformed_rate": "malformed_rate", "malformed_kinds": "malformed_kinds",
+    "duplicate_ids": "duplicate_ids", "mutate_while_paging": "mutate_while_paging",
     "refuse_range_filters": "refuse_range_filters", "refuse_order_by": "refuse_order_by",
     "ignore_order_by": "ignore_order_by", "fault_seed": "seed",
 }
 
 
 def _fault_changes(args: argparse.Namespace) -> dict[str, Any]:
-    changes = {}
+    changes: dict[str, Any] = {}
     for arg, name in _FAULT_ARGS.items():
         value = getattr(args, arg, None)
-        if value is not None:
+        if isinstance(value, dict):
+            changes[name] = {str(k): v for k, v in value.items()}  # JSON keys are strings
+        elif value is not None:
             changes[name] = list(value) if isinstance(value, tuple) else value
     return changes
 

@@ -11,11 +11,13 @@ import math
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
+
+from pipelines.simulator.spoil import MALFORMED_KINDS
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,12 @@ class Faults:
             JSON body is cut short (`Content-Length` matches the cut body).
         malformed_ids: record ids always served with `updated` = "not-a-date".
         malformed_rate: share of records (chosen by id, stable across requests) served so.
+        malformed_kinds: record id -> how it is malformed, one of `MALFORMED_KINDS`
+            (`updated`, `event_timestamp`, `wrong_type`, `missing_id`, `bad_uri`,
+            `lone_surrogate`); on list and detail responses alike. Wins over malformed_ids.
+        duplicate_ids: on a list page these records are served twice: first an older version
+            (`updated` one hour earlier, delivered, with a `delivered_event`), then the
+            current one. The current one is the ground truth and the detail response.
         mutate_while_paging: before every list request after the first, the clock moves one
             second, this many records already served are changed (opens + 1, `updated` = now)
             and this many new records are created. 0: off.
@@ -55,6 +63,8 @@ class Faults:
     truncate_rate: float = 0.0
     malformed_ids: tuple[int, ...] = ()
     malformed_rate: float = 0.0
+    malformed_kinds: Mapping[int, str] = field(default_factory=dict)
+    duplicate_ids: tuple[int, ...] = ()
     mutate_while_paging: int = 0
     refuse_range_filters: bool = False
     refuse_order_by: bool = False
@@ -64,6 +74,16 @@ class Faults:
     def __post_init__(self) -> None:
         object.__setattr__(self, "error_statuses", tuple(int(s) for s in self.error_statuses))
         object.__setattr__(self, "malformed_ids", tuple(int(i) for i in self.malformed_ids))
+        object.__setattr__(self, "duplicate_ids", tuple(int(i) for i in self.duplicate_ids))
+        # JSON (the admin API) only has string keys, so ids may arrive as "123".
+        kinds = {int(k): str(v) for k, v in dict(self.malformed_kinds).items()}
+        unknown = sorted(set(kinds.values()) - set(MALFORMED_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown malformed kind(s) {', '.join(unknown)}; "
+                f"use one of {', '.join(MALFORMED_KINDS)}"
+            )
+        object.__setattr__(self, "malformed_kinds", kinds)
         for name in ("error_rate", "drop_rate", "truncate_rate", "malformed_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -78,6 +98,8 @@ class Faults:
         data = asdict(self)
         data["error_statuses"] = list(self.error_statuses)
         data["malformed_ids"] = list(self.malformed_ids)
+        data["duplicate_ids"] = list(self.duplicate_ids)
+        data["malformed_kinds"] = {str(k): v for k, v in sorted(self.malformed_kinds.items())}
         return data
 
     def updated(self, changes: Mapping[str, Any]) -> Faults:
@@ -87,7 +109,7 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
         values = dict(changes)
-        for key in ("error_statuses", "malformed_ids"):
+        for key in ("error_statuses", "malformed_ids", "duplicate_ids"):
             if key in values:
                 values[key] = tuple(values[key])
         return replace(self, **values)
@@ -104,12 +126,19 @@ def _mix(seed: int, value: int) -> float:
 class FaultState:
     """The running state of one `Faults` setting: its RNG, the token bucket, served ids."""
 
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, clock: Callable[[], float] = time.monotonic) -> None:
+        """Start the faults' RNG and token bucket.
+
+        Args:
+            faults: the settings.
+            clock: monotonic seconds for the rate limiter (tests inject one they move).
+        """
         self.faults = faults
+        self.clock = clock
         self.rng = random.Random(faults.seed)
         self.lock = threading.Lock()
         self.tokens = float(faults.rate_limit_per_s or 0.0)
-        self.refilled = time.monotonic()
+        self.refilled = clock()
         self.list_requests = 0
         self.served: list[np.ndarray] = []
 
@@ -128,7 +157,7 @@ class FaultState:
         if rate is None:
             return None
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             self.tokens = min(rate, self.tokens + (now - self.refilled) * rate)
             self.refilled = now
             if self.tokens >= 1.0:
@@ -159,11 +188,26 @@ class FaultState:
         return None
 
     def is_malformed(self, record_id: int) -> bool:
-        """Whether this record is served with an unparseable `updated`."""
+        """Whether this record is served malformed (in any way)."""
+        return self.malformed_kind(record_id) is not None
+
+    def malformed_kind(self, record_id: int) -> str | None:
+        """How this record is served malformed (one of `MALFORMED_KINDS`), or None."""
         f = self.faults
+        kind = f.malformed_kinds.get(record_id)
+        if kind is not None:
+            return kind
         if record_id in f.malformed_ids:
-            return True
-        return bool(f.malformed_rate) and _mix(f.seed, record_id) < f.malformed_rate
+            return "updated"
+        if f.malformed_rate and _mix(f.seed, record_id) < f.malformed_rate:
+            return "updated"
+        return None
+
+    @property
+    def spoils_records(self) -> bool:
+        """Whether any record-level fault (malformed, duplicated) is on."""
+        f = self.faults
+        return bool(f.malformed_ids or f.malformed_rate or f.malformed_kinds or f.duplicate_ids)
 
     def mutation(self) -> tuple[list[int], int, int] | None:
         """Before a list request: (ids to touch, records to create, seed), or None."""
@@ -193,17 +237,47 @@ class Stats:
     requests: int = 0
     requests_by_status: dict[int, int] = field(default_factory=dict)
     records_served: int = 0
+    pages_served: int = 0
     faults_injected: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False,
+                                       compare=False)
 
-    def count(self, status: int, records: int = 0, fault: str | None = None) -> None:
-        """Count one answered request."""
+    def count(self, status: int, records: int = 0, fault: str | None = None,
+              page: bool = False) -> None:
+        """Count one answered request (just before its response is written).
+
+        Args:
+            status: the HTTP status answered.
+            records: SendSMS objects in the body.
+            fault: the fault that shaped the response, if any.
+            page: the request was a list request answered 200 (a page of `/api/sendsms/`).
+        """
         with self._lock:
             self.requests += 1
             self.requests_by_status[status] = self.requests_by_status.get(status, 0) + 1
             self.records_served += records
+            if page:
+                self.pages_served += 1
             if fault:
                 self.faults_injected[fault] = self.faults_injected.get(fault, 0) + 1
+            self._lock.notify_all()
+
+    def wait_for_requests(self, n: int, timeout: float) -> bool:
+        """Block until `n` `/api/` requests have been answered since the last reset.
+
+        A handshake for tests: start the next action once the simulator has got this far,
+        instead of sleeping. Returns False if `timeout` seconds passed first.
+        """
+        with self._lock:
+            return self._lock.wait_for(lambda: self.requests >= n, timeout)
+
+    def wait_for_pages(self, n: int, timeout: float) -> bool:
+        """Block until `n` list pages (200s of `GET /api/sendsms/`) have been served.
+
+        Returns False if `timeout` seconds passed first.
+        """
+        with self._lock:
+            return self._lock.wait_for(lambda: self.pages_served >= n, timeout)
 
     def count_fault(self, fault: str) -> None:
         """Count an injected fault that did not end the request (say a malformed record)."""
@@ -216,6 +290,7 @@ class Stats:
             self.requests = 0
             self.requests_by_status = {}
             self.records_served = 0
+            self.pages_served = 0
             self.faults_injected = {}
 
     def as_dict(self) -> dict[str, Any]:
@@ -225,5 +300,6 @@ class Stats:
                 "requests": self.requests,
                 "requests_by_status": {str(k): v for k, v in self.requests_by_status.items()},
                 "records_served": self.records_served,
+                "pages_served": self.pages_served,
                 "faults_injected": dict(self.faults_injected),
             }

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from pipelines.simulator import api
+from pipelines.simulator import api, spoil
 from pipelines.simulator.faults import Faults, FaultState, Stats
 from pipelines.simulator.timefmt import iso_z
 from pipelines.simulator.world import World
@@ -133,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         params: list[tuple[str, str]],
         body: bytes,
     ) -> None:
+        sim._hold_if_paused()
         state = sim._fault_state
         stats = sim.stats
         delay = state.delay_s()
@@ -165,10 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
         fault = state.body_fault(len(response.body)) if response.status < 300 else None
         if fault is not None:
             kind, cut = fault
-            stats.count(response.status, response.records, fault=kind)
+            stats.count(response.status, response.records, fault=kind, page=response.page)
             self._write(response, cut=cut, drop=kind == "drop")
             return
-        stats.count(response.status, response.records)
+        stats.count(response.status, response.records, page=response.page)
         self._write(response)
 
     def _route(
@@ -186,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             order_by=not faults.refuse_order_by,
             ignore_order_by=faults.ignore_order_by,
         )
-        spoil = sim._malformed(state)
+        postprocess = sim._record_faults(state)
         bits = [b for b in path.split("/") if b]
         if bits[:2] != ["api", "sendsms"]:
             return api.Response(404, content_type="text/html; charset=utf-8")
@@ -199,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ids, created, seed = mutation
                 sim.world.mutate(ids, created, seed)
                 sim.stats.count_fault("mutate_while_paging")
-            response = api.list_sendsms(sim.world, params, caps, spoil)
+            response = api.list_sendsms(sim.world, params, caps, postprocess)
             state.remember_served(response.record_ids)
             return response
         if rest == ["send_individual_sms"]:
@@ -209,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(rest) == 1:
             if method != "GET":
                 return api.Response(405, headers=[("Allow", "GET")])
-            return api.detail_sendsms(sim.world, rest[0], spoil)
+            return api.detail_sendsms(sim.world, rest[0], postprocess)
         return api.Response(404, content_type="text/html; charset=utf-8")
 
     # ------------------------------------------------------------------ admin
@@ -276,19 +277,35 @@ class SimulatorServer:
         faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Prepare a server (nothing is bound until `start()`)."""
+        """Prepare a server (nothing is bound until `start()`).
+
+        Args:
+            world: the world to serve.
+            username: the accepted `username`.
+            api_key: the accepted `api_key`.
+            faults: the faults in force at start (default none).
+            host: the address to listen on.
+            port: the port; 0 picks a free one.
+            clock: monotonic seconds for the rate limiter; tests pass one they move by hand.
+        """
         self.world = world
         self.username = username
         self.api_key = api_key
         self.host = host
         self.port = port
         self.stats = Stats()
-        self._fault_state = FaultState(faults or Faults())
+        self._clock = clock
+        self._fault_state = FaultState(faults or Faults(), clock)
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self._held = 0
+        self._held_changed = threading.Condition()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -314,6 +331,7 @@ class SimulatorServer:
         httpd = self._httpd
         if httpd is None:
             return
+        self._open.set()  # let held requests finish so their threads can end
         httpd.shutdown()
         httpd.server_close()
         with self._connections_lock:
@@ -343,6 +361,33 @@ class SimulatorServer:
             else:
                 self._connections.discard(conn)
 
+    def pause_api(self) -> None:
+        """Hold every `/api/` request from now on until `resume_api()` (admin stays open).
+
+        A handshake for tests: freeze a client mid-run (say after `stats.wait_for_pages(2)`),
+        do something else meanwhile, then let it go on, without timing luck.
+        """
+        self._open.clear()
+
+    def resume_api(self) -> None:
+        """Answer `/api/` requests again, the held ones first."""
+        self._open.set()
+
+    def wait_for_held(self, n: int, timeout: float) -> bool:
+        """Block until `n` `/api/` requests are held by `pause_api()`; False on timeout."""
+        with self._held_changed:
+            return self._held_changed.wait_for(lambda: self._held >= n, timeout)
+
+    def _hold_if_paused(self) -> None:
+        if self._open.is_set():
+            return
+        with self._held_changed:
+            self._held += 1
+            self._held_changed.notify_all()
+        self._open.wait()
+        with self._held_changed:
+            self._held -= 1
+
     # ------------------------------------------------------------------ properties
 
     @property
@@ -358,24 +403,18 @@ class SimulatorServer:
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        self._fault_state = FaultState(faults)
+        self._fault_state = FaultState(faults, self._clock)
 
     def _authorized(self, params: Iterable[tuple[str, str]]) -> bool:
         given = dict(params)
         return given.get("username") == self.username and given.get("api_key") == self.api_key
 
-    def _malformed(self, state: FaultState) -> Callable[[int], bool] | None:
-        faults = state.faults
-        if not faults.malformed_ids and not faults.malformed_rate:
+    def _record_faults(self, state: FaultState) -> spoil.PagePostprocessor | None:
+        if not state.spoils_records:
             return None
-
-        def bad_updated(record_id: int) -> bool:
-            if state.is_malformed(record_id):
-                self.stats.count_fault("malformed")
-                return True
-            return False
-
-        return bad_updated
+        return spoil.postprocessor(
+            state.malformed_kind, frozenset(state.faults.duplicate_ids), self.stats.count_fault
+        )
 
     # ------------------------------------------------------------------ admin actions
 

@@ -100,11 +100,24 @@ def test_cli_drives_a_running_simulator(fresh: SimulatorServer, capsys: pytest.C
     args = parse(["simulate", "faults", "--error-rate", "0.5", "--refuse-order-by", *url])
     assert args.handler(args) == 0
     assert fresh.faults.error_rate == 0.5 and fresh.faults.refuse_order_by
+    args = parse(["simulate", "faults", "--malformed-kinds", f"{ids[1]}:bad_uri",
+                  "--duplicate-ids", str(ids[1]), *url])
+    assert args.handler(args) == 0
+    assert fresh.faults.malformed_kinds == {ids[1]: "bad_uri"}
+    assert fresh.faults.duplicate_ids == (ids[1],) and fresh.faults.error_rate == 0.5
     args = parse(["simulate", "faults", "--reset", *url])
     assert args.handler(args) == 0 and fresh.faults.error_rate == 0.0
+    assert fresh.faults.malformed_kinds == {}
     args = parse(["simulate", "stats", *url])
     assert args.handler(args) == 0
     assert '"requests"' in capsys.readouterr().out
+
+
+def test_a_bad_malformed_kind_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["simulate", "faults", "--malformed-kinds", "12:sideways"])
+    assert exit_info.value.code == 2
+    assert "KIND one of updated, event_timestamp" in capsys.readouterr().err
 
 
 def test_cli_errors_are_typed(fresh: SimulatorServer) -> None:
@@ -125,14 +138,16 @@ def test_cli_flags_build_the_faults() -> None:
                   "--error-rate", "0.1", "--error-statuses", "500,504", "--drop-rate", "0.2",
                   "--truncate-rate", "0.3", "--malformed-ids", "7,8", "--malformed-rate",
                   "0.01", "--mutate-while-paging", "4", "--refuse-range-filters",
-                  "--ignore-order-by", "--fault-seed", "9"])
+                  "--ignore-order-by", "--fault-seed", "9",
+                  "--malformed-kinds", "11:missing_id,12:lone_surrogate", "--duplicate-ids", "13"])
     faults = sim_cli.build_faults(args)
     assert faults.to_dict() == {
         "latency_ms": 5.0, "jitter_ms": 2.0, "rate_limit_per_s": 10.0, "error_rate": 0.1,
         "error_statuses": [500, 504], "drop_rate": 0.2, "truncate_rate": 0.3,
         "malformed_ids": [7, 8], "malformed_rate": 0.01, "mutate_while_paging": 4,
         "refuse_range_filters": True, "refuse_order_by": False, "ignore_order_by": True,
-        "seed": 9,
+        "seed": 9, "malformed_kinds": {"11": "missing_id", "12": "lone_surrogate"},
+        "duplicate_ids": [13],
     }
 
 

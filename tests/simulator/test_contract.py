@@ -1,4 +1,4 @@
-"""Every row of quorum-api.md, over real HTTP: listing, paging, filters, ordering, auth, detail."""
+"""Every row of docs/quorum-api.md over real HTTP: list, paging, filters, order, auth, detail."""
 
 from __future__ import annotations
 
