@@ -1,3 +1,4 @@
+-- depends_on: analytics.fct_sms_message
 -- One row per supporter with at least one non-archived text, outbound or inbound.
 with records as (
     select
@@ -43,7 +44,7 @@ last_delivered as (
     group by supporter_id
 ),
 
-aggregated as (
+final as (
     select
         sequenced.supporter_id,
         -- messages_received = messages (outbound, not archived) sent to the supporter
@@ -79,19 +80,5 @@ aggregated as (
     group by sequenced.supporter_id
 )
 
-select
-    supporter_id,
-    messages_received,
-    delivered,
-    failures,
-    opens,
-    messages_opened,
-    conversions,
-    inbound_texts,
-    last_status,
-    consecutive_failed_deliveries,
-    first_message_at,
-    last_message_at,
-    last_inbound_at
-from aggregated
+select * from final
 order by supporter_id
