@@ -93,6 +93,8 @@ def build_models(
         with warehouse.transaction():
             for schema in sorted({m.schema for m in models}):
                 warehouse.execute(f"create schema if not exists {schema}")
+            if warehouse.dialect != "duckdb":
+                _drop_previous(warehouse, models)
             model_seconds: dict[str, float] = {}
             for model in models:
                 model_started = time.perf_counter()
@@ -133,19 +135,35 @@ def _count(warehouse: Warehouse, relation: str) -> int:
     return int(result.rows[0][0]) if result.rows else 0
 
 
+def _drop_previous(warehouse: Warehouse, models: list[Model]) -> None:
+    """PostgreSQL: drop the previous build's relations, dependents first.
+
+    PostgreSQL has no `create or replace table`, replaces a view only with the same columns,
+    and will not drop a seed a staging view reads; dropping everything in reverse build order
+    (inside the build's transaction) clears the way without `cascade`, which would also drop
+    a user's views silently. Those make the build fail with PostgreSQL's own explanation.
+    """
+    for model in reversed(models):
+        kind = "view" if model.kind == "view" else "table"
+        try:
+            warehouse.execute(f"drop {kind} if exists {model.relation}")
+        except EngineError as error:
+            raise ModelBuildError(
+                f"The previous {model.relation} cannot be replaced: {error}. Drop the objects "
+                "that depend on it (or make them read a copy), then run `quorum-sms models` "
+                "again. Nothing was changed."
+            ) from error
+
+
 def _build_one(warehouse: Warehouse, model: Model, sql: str) -> None:
-    if model.kind == "seed":
-        _load_seed(warehouse, model)
-        return
     kind = "view" if model.kind == "view" else "table"
     try:
-        if warehouse.dialect == "duckdb":
+        if model.kind == "seed":
+            _load_seed(warehouse, model)
+        elif warehouse.dialect == "duckdb":
             # The prefix adds no newline, so DuckDB's "LINE n" is the line in the model file.
             warehouse.execute(f"create or replace {kind} {model.relation} as {sql}")
         else:
-            # PostgreSQL has no `create or replace table`, and a replaced view must keep its
-            # columns; dropping first works for both, inside the build's transaction.
-            warehouse.execute(f"drop {kind} if exists {model.relation}")
             warehouse.execute(f"create {kind} {model.relation} as\n{sql}")
     except EngineError as error:
         raise _model_error(model, error, warehouse.dialect) from error
@@ -214,8 +232,9 @@ def _load_seed(warehouse: Warehouse, model: Model) -> None:
                 converted.append(value)
         values.append(converted)
     columns = ", ".join(f"{c} {types.get(c, 'VARCHAR')}" for c in header)
-    warehouse.execute(f"drop table if exists {model.relation}")
-    warehouse.execute(f"create table {model.relation} ({columns})")
+    # on PostgreSQL the previous seed was dropped before the build (see _drop_previous)
+    create = "create or replace table" if warehouse.dialect == "duckdb" else "create table"
+    warehouse.execute(f"{create} {model.relation} ({columns})")
     if values:
         marks = ", ".join("?" for _ in header)
         warehouse.executemany(f"insert into {model.relation} values ({marks})", values)
