@@ -113,7 +113,9 @@ PG_TYPES = {
     # the generator's hash() values fit a signed bigint
     "UBIGINT": "bigint", "UINTEGER": "bigint",
 }
-RAW_COPY = (("quorum_raw", "sendsms"), ("quorum_raw", "sendsms_events"), ("quorum_ops", "sync_runs"))
+RAW_COPY = (
+    ("quorum_raw", "sendsms"), ("quorum_raw", "sendsms_events"), ("quorum_ops", "sync_runs"),
+)
 # Defaults sized for the bench machine (2 cores, 24 GiB): sorts and hashes of a 1M-row build
 # fit in memory instead of spilling in 4 MB pieces.
 DEFAULT_PG_SETTINGS = ("shared_buffers=2GB", "work_mem=512MB", "max_parallel_workers_per_gather=2")
