@@ -25,14 +25,7 @@ with records as (
 ),
 
 events as (
-    select
-        sendsms_id,
-        event_type,
-        occurred_at,
-        error_code,
-        error_message,
-        carrier
-    from staging.stg_quorum__sendsms_events
+    select * from staging.stg_quorum__sendsms_events
 ),
 
 event_times as (

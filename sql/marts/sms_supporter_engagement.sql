@@ -19,16 +19,7 @@ with records as (
 sequenced as (
     -- message order per supporter: by send_time, then id
     select
-        sendsms_id,
-        supporter_id,
-        is_message,
-        direction,
-        status,
-        status_category,
-        opens,
-        is_opened,
-        converted,
-        send_time,
+        records.*,
         case when is_message then row_number() over (
             partition by supporter_id, is_message order by send_time, sendsms_id
         ) end as message_seq
