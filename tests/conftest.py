@@ -59,3 +59,7 @@ def simulator_factory() -> Iterator[object]:
     yield start
     for server in started:
         server.__exit__(None, None, None)
+
+
+# The throwaway PostgreSQL cluster (session) and a fresh database per test.
+from tests.postgres import postgres_cluster, postgres_database  # noqa: E402, F401

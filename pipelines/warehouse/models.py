@@ -1,9 +1,14 @@
-"""Find the SQL models under a `sql/` directory and order them by their dependencies.
+"""Find the SQL models and data checks under a `sql/` directory and order them.
 
 Layout: `seeds/*.csv` become tables in schema `seeds`, `staging/*.sql` views in schema
-`staging`, `marts/*.sql` tables in schema `analytics`. A model file holds one `select`
-(plain SQL a reader can run); a model depends on every other model whose name appears in it
-as a whole word, outside comments and string literals.
+`staging`, `intermediate/*.sql` tables in schema `intermediate`, `marts/*.sql` tables in
+schema `analytics`; `checks/*.sql` are data checks (see checks.py). A model or check file
+holds one `select` in DuckDB's SQL and declares every relation it reads in a header comment:
+
+    -- depends_on: staging.stg_quorum__sendsms, quorum_raw.sendsms
+
+The declaration orders the build; it is verified against the tables sqlglot finds in the
+query, so it cannot drift from the SQL.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sqlglot import exp
+
 from pipelines.errors import ConfigError
+from pipelines.warehouse.compiler import parse_model
 
 Kind = Literal["seed", "view", "table"]
 
@@ -22,8 +30,11 @@ Kind = Literal["seed", "view", "table"]
 LAYERS: tuple[tuple[str, str, Kind, str], ...] = (
     ("seeds", ".csv", "seed", "seeds"),
     ("staging", ".sql", "view", "staging"),
+    ("intermediate", ".sql", "table", "intermediate"),
     ("marts", ".sql", "table", "analytics"),
 )
+MODEL_SCHEMAS = frozenset(schema for _, _, _, schema in LAYERS)
+CHECKS_FOLDER = "checks"
 
 # Column types of the shipped seeds; columns of any other seed are loaded as text.
 SEED_COLUMN_TYPES: dict[str, dict[str, str]] = {
@@ -36,19 +47,28 @@ SEED_COLUMN_TYPES: dict[str, dict[str, str]] = {
 }
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_COMMENT_OR_STRING = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
+_DEPENDS_ON = re.compile(r"^\s*--\s*depends_on\s*:(.*)$", re.MULTILINE)
+_HINT = re.compile(r"^\s*--\s*hint\s*:(.*)$", re.MULTILINE)
+_RELATION = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
 class Model:
-    """One model: a seed CSV, a staging view or a mart table."""
+    """One model: a seed CSV, a staging view, an intermediate table or a mart table.
+
+    Attributes:
+        depends_on: the names of the models it reads (the build order's edges).
+        reads: every relation it declares, models and raw tables alike (`schema.name`).
+    """
 
     name: str
     kind: Kind
     schema: str
     path: Path
+    layer: str
     sql: str = ""
     depends_on: tuple[str, ...] = field(default=())
+    reads: tuple[str, ...] = field(default=())
 
     @property
     def relation(self) -> str:
@@ -56,69 +76,188 @@ class Model:
         return f"{self.schema}.{self.name}"
 
 
-def strip_comments_and_strings(sql: str) -> str:
-    """Blank out comments and string literals, keeping every newline (line numbers hold)."""
-    return _COMMENT_OR_STRING.sub(lambda match: re.sub(r"[^\n]", " ", match.group(0)), sql)
+@dataclass(frozen=True)
+class CheckFile:
+    """One data check: a query returning the offending rows, and what to do about them."""
+
+    name: str
+    path: Path
+    sql: str
+    reads: tuple[str, ...]
+    hint: str = ""
+
+
+def declared_relations(sql: str, path: Path) -> tuple[str, ...]:
+    """The relations a file declares in its `-- depends_on:` comment lines, in order.
+
+    Raises:
+        ConfigError: no declaration, or a name that is not `schema.table`.
+    """
+    lines = _DEPENDS_ON.findall(sql)
+    if not lines:
+        raise ConfigError(
+            f"The SQL file {path} does not declare what it reads. Add a header line "
+            "`-- depends_on: schema.table, ...` naming every table and view its query reads "
+            "(`-- depends_on:` alone when it reads none)."
+        )
+    names = [n.strip().lower() for line in lines for n in line.split(",") if n.strip()]
+    for name in names:
+        if not _RELATION.match(name):
+            raise ConfigError(
+                f"The SQL file {path} declares {name!r} in depends_on; write each relation as "
+                "schema.table (e.g. analytics.fct_sms_message)."
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def relations_in_query(sql: str, path: Path) -> set[str]:
+    """The tables and views a query reads, as sqlglot finds them (CTE names left out).
+
+    Raises:
+        ConfigError: the query cannot be parsed, or reads a table without naming its schema.
+    """
+    tree = parse_model(sql, path)
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    found: set[str] = set()
+    for table in tree.find_all(exp.Table):
+        name = table.name.lower()
+        if not name:
+            continue
+        if not table.db:
+            if name in ctes:
+                continue
+            raise ConfigError(
+                f"The SQL file {path} reads {name!r} without a schema; name it schema.table "
+                "(e.g. staging.stg_quorum__sendsms) so it builds the same on every engine."
+            )
+        found.add(f"{table.db.lower()}.{name}")
+    return found
+
+
+def verify_declaration(sql: str, path: Path, label: str) -> tuple[str, ...]:
+    """Check a file's `depends_on` against its query and return the declared relations.
+
+    Raises:
+        ConfigError: naming the file and every relation declared but not read, or read but
+            not declared.
+    """
+    declared = declared_relations(sql, path)
+    found = relations_in_query(sql, path)
+    undeclared = sorted(found - set(declared))
+    unread = sorted(set(declared) - found)
+    if undeclared or unread:
+        parts = []
+        if undeclared:
+            parts.append(f"reads {', '.join(undeclared)} without declaring it")
+        if unread:
+            parts.append(f"declares {', '.join(unread)} but does not read it")
+        raise ConfigError(
+            f"The {label} {path} {' and '.join(parts)}. Make its `-- depends_on:` line list "
+            "exactly the tables and views its query reads."
+        )
+    return declared
 
 
 def discover_models(sql_dir: Path) -> list[Model]:
     """Read every model under `sql_dir` and return them in a valid build order.
 
     Args:
-        sql_dir: the directory holding `seeds/`, `staging/` and `marts/`.
+        sql_dir: the directory holding `seeds/`, `staging/`, `intermediate/` and `marts/`.
 
     Returns:
-        The models, each after the models it depends on (seeds first, ties by name).
+        The models, each after the models it depends on (seeds first, ties by layer and name).
 
     Raises:
         ConfigError: the directory is missing, a file name is not a valid model name, two
-            models share a name, or the dependencies form a cycle.
+            models share a name, a dependency declaration disagrees with the query or names
+            no model, or the dependencies form a cycle.
     """
     if not sql_dir.is_dir():
         raise ConfigError(
             f"The SQL model directory {sql_dir} does not exist. Run from the project checkout "
             "or pass the directory that holds seeds/, staging/ and marts/."
         )
-    found: list[tuple[str, Kind, str, Path]] = []
+    found: list[tuple[str, Kind, str, Path, str]] = []
     for folder, suffix, kind, schema in LAYERS:
         directory = sql_dir / folder
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob(f"*{suffix}")):
-            name = path.stem
-            if not _NAME.match(name):
-                raise ConfigError(
-                    f"The model file {path} has a name DuckDB cannot use unquoted: rename it "
-                    "to lowercase letters, digits and underscores, starting with a letter."
-                )
-            found.append((name, kind, schema, path))
+            _require_name(path)
+            found.append((path.stem, kind, schema, path, folder))
     seen: dict[str, Path] = {}
-    for name, _, _, path in found:
+    for name, _, _, path, _ in found:
         if name in seen:
             raise ConfigError(
                 f"Two models are named {name!r} ({seen[name]} and {path}); model names must be "
-                "unique across seeds, staging and marts. Rename one of them."
+                "unique across seeds, staging, intermediate and marts. Rename one of them."
             )
         seen[name] = path
-    if not any(kind == "table" for _, kind, _, _ in found):
+    if not any(layer == "marts" for *_, layer in found):
         raise ConfigError(f"No mart models found under {sql_dir / 'marts'}.")
 
-    names = list(seen)
+    by_relation = {f"{schema}.{name}": name for name, _, schema, _, _ in found}
     models: dict[str, Model] = {}
-    for name, kind, schema, path in found:
-        sql = "" if kind == "seed" else path.read_text(encoding="utf-8")
-        depends: tuple[str, ...] = ()
-        if sql:
-            code = strip_comments_and_strings(sql)
-            depends = tuple(
-                other
-                for other in names
-                if other != name and re.search(rf"\b{re.escape(other)}\b", code)
-            )
-        models[name] = Model(name, kind, schema, path, sql, depends)
+    for name, kind, schema, path, layer in found:
+        if kind == "seed":
+            models[name] = Model(name, kind, schema, path, layer)
+            continue
+        sql = path.read_text(encoding="utf-8")
+        if not sql.strip():
+            raise ConfigError(f"The model {path} is empty; it must hold one select.")
+        reads = verify_declaration(sql, path, "model")
+        depends = tuple(_model_names(reads, by_relation, path))
+        models[name] = Model(name, kind, schema, path, layer, sql, depends, reads)
+    return _ordered(models)
 
+
+def discover_checks(sql_dir: Path, models: list[Model]) -> list[CheckFile]:
+    """Read every data check under `sql_dir/checks`, sorted by name.
+
+    Raises:
+        ConfigError: a check's declaration disagrees with its query, or names a model
+            relation that is not among the models.
+    """
+    directory = sql_dir / CHECKS_FOLDER
+    if not directory.is_dir():
+        return []
+    by_relation = {m.relation: m.name for m in models}
+    checks: list[CheckFile] = []
+    for path in sorted(directory.glob("*.sql")):
+        _require_name(path)
+        sql = path.read_text(encoding="utf-8")
+        reads = verify_declaration(sql, path, "data check")
+        _model_names(reads, by_relation, path)
+        hint = " ".join(line.strip() for line in _HINT.findall(sql))
+        checks.append(CheckFile(path.stem, path, sql, reads, hint))
+    return checks
+
+
+def _require_name(path: Path) -> None:
+    if not _NAME.match(path.stem):
+        raise ConfigError(
+            f"The file {path} has a name that cannot be used unquoted: rename it to lowercase "
+            "letters, digits and underscores, starting with a letter."
+        )
+
+
+def _model_names(reads: tuple[str, ...], by_relation: dict[str, str], path: Path) -> list[str]:
+    """The models among the relations read; a model-schema relation that is none is an error."""
+    names: list[str] = []
+    for relation in reads:
+        if relation in by_relation:
+            names.append(by_relation[relation])
+        elif relation.split(".", 1)[0] in MODEL_SCHEMAS:
+            raise ConfigError(
+                f"The SQL file {path} depends on {relation}, but no model builds it. Fix the "
+                "name, or add the model under the folder of its schema."
+            )
+    return names
+
+
+def _ordered(models: dict[str, Model]) -> list[Model]:
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    layer_rank = {kind: rank for rank, (_, _, kind, _) in enumerate(LAYERS)}
+    layer_rank = {folder: rank for rank, (folder, _, _, _) in enumerate(LAYERS)}
     for model in models.values():
         sorter.add(model.name, *model.depends_on)
     try:
@@ -131,7 +270,7 @@ def discover_models(sql_dir: Path) -> list[Model]:
         ) from error
     ordered: list[Model] = []
     while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=lambda n: (layer_rank[models[n].kind], n))
+        ready = sorted(sorter.get_ready(), key=lambda n: (layer_rank[models[n].layer], n))
         for name in ready:
             ordered.append(models[name])
             sorter.done(name)

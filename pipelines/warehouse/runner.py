@@ -1,8 +1,9 @@
-"""Build the seeds, staging views and marts all or none, then run the data checks.
+"""Build the seeds, staging views, intermediate and mart tables all or none, then run the checks.
 
-Everything happens in one DuckDB transaction (DuckDB's DDL is transactional): if a model or
-a check fails, the transaction is rolled back and the marts of the previous build stay
-exactly as they were.
+Everything happens in one transaction on the warehouse engine (DuckDB and PostgreSQL both
+roll DDL back): if a model or a data check fails, the transaction is rolled back and the
+marts of the previous build stay exactly as they were. Each model is compiled for the engine
+by compiler.py.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
 from pipelines.warehouse.checks import CheckFailure, run_checks
-from pipelines.warehouse.database import DEFAULT_SQL_DIR, RAW_SCHEMA, connect
-from pipelines.warehouse.models import SEED_COLUMN_TYPES, Model, discover_models
+from pipelines.warehouse.compiler import compile_sql
+from pipelines.warehouse.database import DEFAULT_SQL_DIR, RAW_SCHEMA
+from pipelines.warehouse.engine import EngineError, Warehouse, open_warehouse
+from pipelines.warehouse.models import (
+    SEED_COLUMN_TYPES,
+    Model,
+    discover_checks,
+    discover_models,
+)
 
-_LINE = re.compile(r"LINE (\d+):")
 RAW_TABLES = ("sendsms", "sendsms_events")
 
 
@@ -29,7 +34,8 @@ RAW_TABLES = ("sendsms", "sendsms_events")
 class BuildResult:
     """What a successful build made."""
 
-    database_path: Path
+    target: str
+    dialect: str
     models: tuple[Model, ...]
     row_counts: dict[str, int]
     checks_run: int
@@ -39,67 +45,72 @@ class BuildResult:
 
     def summary(self) -> str:
         """One line for the terminal or a cron mail."""
-        kinds = {k: sum(m.kind == k for m in self.models) for k in ("seed", "view", "table")}
+        layers = {
+            layer: sum(m.layer == layer for m in self.models)
+            for layer in ("seeds", "staging", "intermediate", "marts")
+        }
         return (
-            f"built {kinds['seed']} seeds, {kinds['view']} staging views and {kinds['table']} "
-            f"marts in {self.seconds:.2f} s; {self.checks_run} data checks passed"
+            f"built {layers['seeds']} seeds, {layers['staging']} staging views, "
+            f"{layers['intermediate']} intermediate and {layers['marts']} mart tables in "
+            f"{self.seconds:.2f} s; {self.checks_run} data checks passed"
         )
 
 
 def build_models(
-    database_path: str | os.PathLike[str],
+    database: str | os.PathLike[str],
     sql_dir: str | os.PathLike[str] | None = None,
     *,
     threads: int | None = None,
 ) -> BuildResult:
-    """Build every model under `sql_dir` into the database and run the data checks.
+    """Build every model under `sql_dir` into the warehouse and run the data checks.
 
     Args:
-        database_path: the DuckDB file holding the `quorum_raw` tables.
-        sql_dir: the directory with `seeds/`, `staging/` and `marts/`; the project's `sql/`
-            when None.
+        database: the DuckDB file holding the `quorum_raw` tables, or a PostgreSQL
+            credentials string `postgresql://user:password@host:port/database`.
+        sql_dir: the directory with `seeds/`, `staging/`, `intermediate/`, `marts/` and
+            `checks/`; the project's `sql/` when None.
         threads: DuckDB worker threads; DuckDB's default (all cores) when None.
 
     Returns:
-        The models built, the row count of each mart and the number of checks run.
+        The models built, the row count of each table and the number of checks run.
 
     Raises:
-        ConfigError: no database, no raw tables, or an unreadable model directory or seed.
-        ModelBuildError: a model failed; names the model file and the line. Nothing changed.
+        ConfigError: no database, no raw tables, or an unreadable model, check or seed.
+        ModelBuildError: a model failed; names the model file (and the line on DuckDB).
+            Nothing changed.
         DataCheckError: a check found offending rows; names them. Nothing changed.
     """
     started = time.perf_counter()
-    path = Path(database_path)
-    models = discover_models(Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR)
-    connection = connect(path, read_only=False, threads=threads)
-    try:
-        _require_raw_tables(connection, path)
-        connection.execute("begin transaction")
-        try:
+    directory = Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR
+    models = discover_models(directory)
+    checks = discover_checks(directory, models)
+    with open_warehouse(database, threads=threads) as warehouse:
+        # compile everything before touching the warehouse: an unportable model changes nothing
+        compiled = {
+            m.name: compile_sql(m.sql, warehouse.dialect, m.path) for m in models if m.sql
+        }
+        _require_raw_tables(warehouse)
+        with warehouse.transaction():
             for schema in sorted({m.schema for m in models}):
-                connection.execute(f"create schema if not exists {schema}")
+                warehouse.execute(f"create schema if not exists {schema}")
+            if warehouse.dialect != "duckdb":
+                _drop_previous(warehouse, models)
             model_seconds: dict[str, float] = {}
             for model in models:
                 model_started = time.perf_counter()
-                _build_one(connection, model)
+                _build_one(warehouse, model, compiled.get(model.name, ""))
                 model_seconds[model.relation] = time.perf_counter() - model_started
-            relations = {m.relation for m in models}
             checks_started = time.perf_counter()
-            checks_run, failures = run_checks(connection, relations)
+            checks_run, failures = run_checks(warehouse, checks, {m.relation for m in models})
             check_seconds = time.perf_counter() - checks_started
             if failures:
                 raise _check_error(failures)
             row_counts = {
-                m.relation: _count(connection, m.relation) for m in models if m.kind == "table"
+                m.relation: _count(warehouse, m.relation) for m in models if m.kind == "table"
             }
-            connection.execute("commit")
-        except BaseException:
-            connection.execute("rollback")
-            raise
-    finally:
-        connection.close()
     return BuildResult(
-        database_path=path,
+        target=warehouse.label,
+        dialect=warehouse.dialect,
         models=tuple(models),
         row_counts=row_counts,
         checks_run=checks_run,
@@ -109,62 +120,73 @@ def build_models(
     )
 
 
-def _require_raw_tables(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
-    present = {
-        str(row[0])
-        for row in connection.execute(
-            "select table_name from information_schema.tables where table_schema = ?",
-            [RAW_SCHEMA],
-        ).fetchall()
-    }
+def _require_raw_tables(warehouse: Warehouse) -> None:
+    present = set(warehouse.table_names(RAW_SCHEMA))
     missing = [t for t in RAW_TABLES if t not in present]
     if missing:
         raise ConfigError(
-            f"The database {path} has no {RAW_SCHEMA}.{missing[0]} table, so there is nothing "
-            "to model yet. Run `quorum-sms sync` first."
+            f"The database {warehouse.label} has no {RAW_SCHEMA}.{missing[0]} table, so there "
+            "is nothing to model yet. Run `quorum-sms sync` first."
         )
 
 
-def _count(connection: duckdb.DuckDBPyConnection, relation: str) -> int:
-    row = connection.execute(f"select count(*) from {relation}").fetchone()
-    return int(row[0]) if row else 0
+def _count(warehouse: Warehouse, relation: str) -> int:
+    result = warehouse.query(f"select count(*) from {relation}")
+    return int(result.rows[0][0]) if result.rows else 0
 
 
-def _build_one(connection: duckdb.DuckDBPyConnection, model: Model) -> None:
-    if model.kind == "seed":
-        _load_seed(connection, model)
-        return
-    body = model.sql.rstrip().rstrip(";").rstrip()
-    if not body.strip():
-        raise ModelBuildError(f"The model {model.path} is empty; it must hold one select.")
+def _drop_previous(warehouse: Warehouse, models: list[Model]) -> None:
+    """PostgreSQL: drop the previous build's relations, dependents first.
+
+    PostgreSQL has no `create or replace table`, replaces a view only with the same columns,
+    and will not drop a seed a staging view reads; dropping everything in reverse build order
+    (inside the build's transaction) clears the way without `cascade`, which would also drop
+    a user's views silently. Those make the build fail with PostgreSQL's own explanation.
+    """
+    for model in reversed(models):
+        kind = "view" if model.kind == "view" else "table"
+        try:
+            warehouse.execute(f"drop {kind} if exists {model.relation}")
+        except EngineError as error:
+            raise ModelBuildError(
+                f"The previous {model.relation} cannot be replaced: {error}. Drop the objects "
+                "that depend on it (or make them read a copy), then run `quorum-sms models` "
+                "again. Nothing was changed."
+            ) from error
+
+
+def _build_one(warehouse: Warehouse, model: Model, sql: str) -> None:
     kind = "view" if model.kind == "view" else "table"
-    # The prefix adds no newline, so DuckDB's "LINE n" is the line in the model file.
-    statement = f"create or replace {kind} {model.relation} as {body}"
     try:
-        connection.execute(statement)
-    except duckdb.Error as error:
-        raise _model_error(model, error) from error
+        if model.kind == "seed":
+            _load_seed(warehouse, model)
+        elif warehouse.dialect == "duckdb":
+            # The prefix adds no newline, so DuckDB's "LINE n" is the line in the model file.
+            warehouse.execute(f"create or replace {kind} {model.relation} as {sql}")
+        else:
+            warehouse.execute(f"create {kind} {model.relation} as\n{sql}")
+    except EngineError as error:
+        raise _model_error(model, error, warehouse.dialect) from error
 
 
-def _model_error(model: Model, error: duckdb.Error) -> ModelBuildError:
-    text = str(error)
-    match = _LINE.search(text)
-    where = f"{model.path}, line {match.group(1)}" if match else str(model.path)
-    first = text.split("\n", 1)[0].strip()
+def _model_error(model: Model, error: EngineError, dialect: str) -> ModelBuildError:
+    where = str(model.path)
     line_text = ""
-    if match:
+    if error.line is not None and dialect == "duckdb":
+        where = f"{model.path}, line {error.line}"
         lines = model.sql.splitlines()
-        number = int(match.group(1))
-        if 0 < number <= len(lines):
-            line_text = f" (the line reads: {lines[number - 1].strip()!r})"
+        if 0 < error.line <= len(lines):
+            line_text = f" (the line reads: {lines[error.line - 1].strip()!r})"
+    elif dialect != "duckdb":
+        where = f"{model.path} (compiled for {dialect})"
     return ModelBuildError(
-        f"The SQL model {model.relation} failed to build at {where}: {first}{line_text}. "
+        f"The SQL model {model.relation} failed to build at {where}: {error}{line_text}. "
         "Nothing was changed: the marts of the previous build are still in place. Fix the "
         "model and run `quorum-sms models` again."
     )
 
 
-def _load_seed(connection: duckdb.DuckDBPyConnection, model: Model) -> None:
+def _load_seed(warehouse: Warehouse, model: Model) -> None:
     """Load a seed CSV with its declared column types, reporting the file line of a bad value."""
     types = SEED_COLUMN_TYPES.get(model.name, {})
     try:
@@ -210,10 +232,12 @@ def _load_seed(connection: duckdb.DuckDBPyConnection, model: Model) -> None:
                 converted.append(value)
         values.append(converted)
     columns = ", ".join(f"{c} {types.get(c, 'VARCHAR')}" for c in header)
-    connection.execute(f"create or replace table {model.relation} ({columns})")
+    # on PostgreSQL the previous seed was dropped before the build (see _drop_previous)
+    create = "create or replace table" if warehouse.dialect == "duckdb" else "create table"
+    warehouse.execute(f"{create} {model.relation} ({columns})")
     if values:
         marks = ", ".join("?" for _ in header)
-        connection.executemany(f"insert into {model.relation} values ({marks})", values)
+        warehouse.executemany(f"insert into {model.relation} values ({marks})", values)
 
 
 def _is_identifier(name: str) -> bool:

@@ -1,3 +1,4 @@
+-- depends_on: staging.stg_quorum__sendsms, staging.stg_quorum__sendsms_events
 -- One row per SendSMS record (outbound and inbound, archived or not; deleted ones are gone
 -- in staging). current_status decides the status; the events only give the times.
 with records as (
@@ -24,14 +25,7 @@ with records as (
 ),
 
 events as (
-    select
-        sendsms_id,
-        event_type,
-        occurred_at,
-        error_code,
-        error_message,
-        carrier
-    from staging.stg_quorum__sendsms_events
+    select * from staging.stg_quorum__sendsms_events
 ),
 
 event_times as (
@@ -129,17 +123,53 @@ outbound_candidates as (
     group by supporter_id, send_time
 ),
 
+reply_timeline as (
+    -- each supporter's candidate messages and inbound texts on one time line; at the same
+    -- instant the message sorts first, so a text sent at that instant can answer it
+    select
+        supporter_id,
+        send_time,
+        0 as is_inbound,
+        cast(null as bigint) as sendsms_id
+    from outbound_candidates
+    union all
+    select
+        supporter_id,
+        send_time,
+        1 as is_inbound,
+        sendsms_id
+    from inbound_texts
+),
+
+latest_message_before as (
+    -- the send time of the supporter's latest message at or before each inbound text
+    -- (an as-of lookup written as a running max, so every engine can run it)
+    select
+        sendsms_id,
+        supporter_id,
+        send_time,
+        is_inbound,
+        max(case when is_inbound = 0 then send_time end) over (
+            partition by supporter_id
+            order by send_time, is_inbound
+            rows between unbounded preceding and current row
+        ) as message_send_time
+    from reply_timeline
+),
+
 reply_links as (
     -- an inbound text replies to the supporter's latest message sent at or before it,
-    -- if that message was sent at most 72 hours earlier (an as-of join: no cross product)
+    -- if that message was sent at most 72 hours earlier
     select
-        inbound_texts.sendsms_id,
+        latest_message_before.sendsms_id,
         outbound_candidates.sendsms_id as reply_to_sendsms_id
-    from inbound_texts
-    asof join outbound_candidates
-        on inbound_texts.supporter_id = outbound_candidates.supporter_id
-        and inbound_texts.send_time >= outbound_candidates.send_time
-    where inbound_texts.send_time <= outbound_candidates.send_time + interval 72 hour
+    from latest_message_before
+    inner join outbound_candidates
+        on outbound_candidates.supporter_id = latest_message_before.supporter_id
+        and outbound_candidates.send_time = latest_message_before.message_send_time
+    where latest_message_before.is_inbound = 1
+        and latest_message_before.send_time
+            <= latest_message_before.message_send_time + interval 72 hour
 ),
 
 reply_counts as (
@@ -196,39 +226,4 @@ final as (
     left join reply_counts on reply_counts.sendsms_id = joined.sendsms_id
 )
 
-select
-    sendsms_id,
-    bulk_sms_id,
-    campaign_description,
-    campaign_scheduled_at,
-    supporter_id,
-    associated_number,
-    direction_code,
-    direction,
-    archived,
-    is_message,
-    status_code,
-    status,
-    status_category,
-    created_at,
-    updated_at,
-    send_time,
-    send_date,
-    queued_at,
-    sent_at,
-    delivered_at,
-    failed_at,
-    undelivered_at,
-    rejected_at,
-    seconds_to_send,
-    seconds_to_deliver,
-    error_code,
-    error_message,
-    carrier,
-    segments,
-    opens,
-    is_opened,
-    converted,
-    reply_to_sendsms_id,
-    replies
-from final
+select * from final

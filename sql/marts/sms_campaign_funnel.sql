@@ -1,3 +1,4 @@
+-- depends_on: analytics.sms_campaign_performance, analytics.fct_sms_message
 -- One row per campaign and funnel stage. Each stage is a subset of the one before, so the
 -- counts never grow down the funnel:
 --   1 messages  : outbound, not archived texts of the campaign
@@ -63,7 +64,7 @@ final as (
         bulk_sms_id,
         stage_order,
         stage,
-        stage_count,
+        stage_count as "count",
         -- pct_of_messages = count / messages of the campaign
         cast(stage_count as double) / nullif(messages, 0) as pct_of_messages,
         -- pct_of_previous_stage = count / count of the stage before (NULL for stage 1)
@@ -73,12 +74,5 @@ final as (
     from long
 )
 
-select
-    bulk_sms_id,
-    stage_order,
-    stage,
-    stage_count as "count",
-    pct_of_messages,
-    pct_of_previous_stage
-from final
+select * from final
 order by bulk_sms_id, stage_order

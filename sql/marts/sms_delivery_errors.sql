@@ -1,3 +1,4 @@
+-- depends_on: analytics.fct_sms_message
 -- One row per error code and failure status (failed, undelivered, rejected) over messages
 -- (outbound, not archived) in status category 'failed'. error_code is NULL when the
 -- provider gave none or the status's event is missing.
@@ -52,15 +53,5 @@ final as (
     cross join totals
 )
 
-select
-    error_code,
-    status,
-    failures,
-    share_of_failures,
-    campaigns_affected,
-    sender_numbers_affected,
-    example_error_message,
-    first_seen,
-    last_seen
-from final
+select * from final
 order by failures desc, error_code nulls last, status

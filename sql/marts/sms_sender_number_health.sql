@@ -1,18 +1,22 @@
+-- depends_on: analytics.fct_sms_message, intermediate.int_sms_outcome_counts
 -- One row per associated_number (the organisation's number) seen on a non-archived text.
 -- Rates are over the number's messages (outbound, not archived); the "recent" columns cover
 -- the 7 days up to the newest send in the whole data set, so a number that carriers have
 -- started to filter stands out even when its lifetime rates still look fine.
-with records as (
+-- Lifetime counts and rates come from int_sms_outcome_counts.
+with outcomes as (
+    select * from intermediate.int_sms_outcome_counts
+    where grain = 'sender' and associated_number is not null and live_texts > 0
+),
+
+messages as (
     select
         associated_number,
-        is_message,
-        direction,
-        status,
         status_category,
         error_code,
         send_time
     from analytics.fct_sms_message
-    where not archived and associated_number is not null
+    where is_message and associated_number is not null
 ),
 
 newest as (
@@ -26,8 +30,8 @@ error_counts as (
         associated_number,
         error_code,
         count(*) as error_count
-    from records
-    where is_message and status_category = 'failed' and error_code is not null
+    from messages
+    where status_category = 'failed' and error_code is not null
     group by associated_number, error_code
 ),
 
@@ -43,73 +47,41 @@ top_errors as (
     ) = 1
 ),
 
-aggregated as (
+recent as (
+    -- recent = sent in the 7 days (168 hours) up to the newest send in the data
     select
-        records.associated_number,
-        count(*) filter (where records.is_message) as messages,
-        count(*) filter (where records.direction = 'inbound') as inbound,
-        count(*) filter (where records.is_message and records.status = 'delivered') as delivered,
-        -- failures = messages in status category 'failed' (failed + undelivered + rejected)
-        count(*) filter (where records.is_message and records.status_category = 'failed')
-            as failures,
-        count(*) filter (where records.is_message and records.status = 'rejected') as rejected,
-        -- recent = sent in the 7 days (168 hours) up to the newest send in the data
-        count(*) filter (
-            where records.is_message
-                and records.send_time > newest.newest_send_time - interval 7 day
-        ) as recent_messages,
-        count(*) filter (
-            where records.is_message and records.status_category = 'failed'
-                and records.send_time > newest.newest_send_time - interval 7 day
-        ) as recent_failures,
-        min(records.send_time) filter (where records.is_message) as first_send_time,
-        max(records.send_time) filter (where records.is_message) as last_send_time
-    from records
+        messages.associated_number,
+        count(*) as recent_messages,
+        count(*) filter (where messages.status_category = 'failed') as recent_failures
+    from messages
     cross join newest
-    group by records.associated_number
+    where messages.send_time > newest.newest_send_time - interval 7 day
+    group by messages.associated_number
 ),
 
 final as (
     select
-        aggregated.associated_number,
-        aggregated.messages,
-        aggregated.inbound,
-        aggregated.delivered,
-        aggregated.failures,
-        aggregated.rejected,
-        -- delivery_rate = delivered / messages
-        cast(aggregated.delivered as double) / nullif(aggregated.messages, 0) as delivery_rate,
-        -- failure_rate = (failed + undelivered + rejected) / messages
-        cast(aggregated.failures as double) / nullif(aggregated.messages, 0) as failure_rate,
-        -- rejection_rate = rejected / messages
-        cast(aggregated.rejected as double) / nullif(aggregated.messages, 0) as rejection_rate,
-        aggregated.recent_messages,
+        outcomes.associated_number,
+        outcomes.messages,
+        outcomes.inbound,
+        outcomes.delivered,
+        outcomes.failures,
+        outcomes.rejected,
+        outcomes.delivery_rate,
+        outcomes.failure_rate,
+        outcomes.rejection_rate,
+        coalesce(recent.recent_messages, 0) as recent_messages,
         -- recent_failure_rate = recent failures / recent messages
-        cast(aggregated.recent_failures as double) / nullif(aggregated.recent_messages, 0)
+        cast(recent.recent_failures as double) / nullif(recent.recent_messages, 0)
             as recent_failure_rate,
         top_errors.top_error_code,
         coalesce(top_errors.top_error_code_count, 0) as top_error_code_count,
-        aggregated.first_send_time,
-        aggregated.last_send_time
-    from aggregated
-    left join top_errors on top_errors.associated_number = aggregated.associated_number
+        outcomes.first_send_time,
+        outcomes.last_send_time
+    from outcomes
+    left join recent on recent.associated_number = outcomes.associated_number
+    left join top_errors on top_errors.associated_number = outcomes.associated_number
 )
 
-select
-    associated_number,
-    messages,
-    inbound,
-    delivered,
-    failures,
-    rejected,
-    delivery_rate,
-    failure_rate,
-    rejection_rate,
-    recent_messages,
-    recent_failure_rate,
-    top_error_code,
-    top_error_code_count,
-    first_send_time,
-    last_send_time
-from final
+select * from final
 order by associated_number

@@ -1,3 +1,4 @@
+-- depends_on: analytics.fct_sms_message
 -- One row per supporter with at least one non-archived text, outbound or inbound.
 with records as (
     select
@@ -18,16 +19,7 @@ with records as (
 sequenced as (
     -- message order per supporter: by send_time, then id
     select
-        sendsms_id,
-        supporter_id,
-        is_message,
-        direction,
-        status,
-        status_category,
-        opens,
-        is_opened,
-        converted,
-        send_time,
+        records.*,
         case when is_message then row_number() over (
             partition by supporter_id, is_message order by send_time, sendsms_id
         ) end as message_seq
@@ -43,7 +35,7 @@ last_delivered as (
     group by supporter_id
 ),
 
-aggregated as (
+final as (
     select
         sequenced.supporter_id,
         -- messages_received = messages (outbound, not archived) sent to the supporter
@@ -79,19 +71,5 @@ aggregated as (
     group by sequenced.supporter_id
 )
 
-select
-    supporter_id,
-    messages_received,
-    delivered,
-    failures,
-    opens,
-    messages_opened,
-    conversions,
-    inbound_texts,
-    last_status,
-    consecutive_failed_deliveries,
-    first_message_at,
-    last_message_at,
-    last_inbound_at
-from aggregated
+select * from final
 order by supporter_id

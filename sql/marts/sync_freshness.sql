@@ -1,3 +1,4 @@
+-- depends_on: quorum_ops.sync_runs, quorum_raw.sendsms
 -- One row: how fresh the warehouse is, for a stale-data warning on a dashboard.
 -- Reads the run history (quorum_ops.sync_runs, written by every sync and reconcile; the sync
 -- creates it before the models build, so this builds on a database with no runs yet: then
@@ -80,16 +81,4 @@ final as (
     cross join loaded
 )
 
-select
-    last_successful_sync_at,
-    newest_updated_loaded,
-    built_at,
-    hours_since_last_sync,
-    hours_since_newest_update,
-    last_run_status,
-    last_run_started_at,
-    failed_runs_since_success,
-    successful_runs,
-    live_records,
-    deleted_at_source_records
-from final
+select * from final

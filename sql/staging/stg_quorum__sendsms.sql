@@ -1,3 +1,4 @@
+-- depends_on: quorum_raw.sendsms, seeds.text_delivery_status, seeds.message_direction
 -- One row per SendSMS record still present at the source: records that vanished upstream
 -- (source_deleted_at set by `quorum-sms reconcile`) are left out here, so no mart sees them.
 -- Renames, types and decodes the enumerations through the seed files.
@@ -47,13 +48,15 @@ renamed as (
         -- the parsed id, or parsed here from the resource URI when the loader left it empty
         cast(coalesce(
             source.bulk_sms_id,
-            try_cast(regexp_extract(source.bulk_sms, '/bulksms/([0-9]+)', 1) as bigint)
+            cast(nullif(regexp_extract(source.bulk_sms, '/bulksms/([0-9]+)', 1), '') as bigint)
         ) as bigint) as bulk_sms_id,
         cast(source.bulk_sms_description as varchar) as campaign_description,
         cast(source.bulk_sms_send_time as timestamptz) as campaign_scheduled_at,
         cast(coalesce(
             source.supporter_id,
-            try_cast(regexp_extract(source.supporter_uri, '/newsupporter/([0-9]+)', 1) as bigint)
+            cast(nullif(
+                regexp_extract(source.supporter_uri, '/newsupporter/([0-9]+)', 1), ''
+            ) as bigint)
         ) as bigint) as supporter_id,
         cast(source.supporter_name as varchar) as supporter_name,
         cast(source.supporter_email as varchar) as supporter_email,
@@ -75,7 +78,7 @@ renamed as (
     from source
 ),
 
-decoded as (
+final as (
     select
         renamed.sendsms_id,
         renamed.bulk_sms_id,
@@ -107,30 +110,4 @@ decoded as (
     left join directions on directions.direction_code = renamed.direction_code
 )
 
-select
-    sendsms_id,
-    bulk_sms_id,
-    campaign_description,
-    campaign_scheduled_at,
-    supporter_id,
-    supporter_name,
-    supporter_email,
-    supporter_title,
-    supporter_organization,
-    associated_number,
-    message_content,
-    message_uuid,
-    direction_code,
-    direction,
-    status_code,
-    status,
-    status_category,
-    segments,
-    opens,
-    converted,
-    archived,
-    created_at,
-    updated_at,
-    record_timestamp,
-    send_time
-from decoded
+select * from final

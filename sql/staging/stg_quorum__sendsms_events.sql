@@ -1,3 +1,4 @@
+-- depends_on: quorum_raw.sendsms_events
 -- One row per delivery event of a SendSMS record (queued, sent, delivered, failed,
 -- undelivered, rejected), typed. Events of deleted records drop out where the marts join
 -- them to stg_quorum__sendsms.
@@ -12,7 +13,7 @@ with source as (
     from quorum_raw.sendsms_events
 ),
 
-renamed as (
+final as (
     select
         cast(sendsms_id as bigint) as sendsms_id,
         cast(event_type as varchar) as event_type,
@@ -24,11 +25,4 @@ renamed as (
     from source
 )
 
-select
-    sendsms_id,
-    event_type,
-    occurred_at,
-    error_code,
-    error_message,
-    carrier
-from renamed
+select * from final

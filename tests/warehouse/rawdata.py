@@ -164,3 +164,38 @@ def write_raw(
         insert(connection, "sendsms", SENDSMS_COLUMNS, messages)
         insert(connection, "sendsms_events", EVENT_COLUMNS, events)
     return path
+
+
+def write_raw_postgres(
+    credentials: str, messages: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]]
+) -> str:
+    """Create the same raw tables (and the run history) in a PostgreSQL database and fill them."""
+    import psycopg2
+
+    from pipelines.ops.history import COLUMNS as RUN_COLUMNS
+
+    def pg_type(kind: str) -> str:
+        return "jsonb" if kind == "JSON" else kind
+
+    with psycopg2.connect(credentials) as connection, connection.cursor() as cursor:
+        cursor.execute("create schema if not exists quorum_raw")
+        cursor.execute("create schema if not exists quorum_ops")
+        run_cols = ", ".join(f"{name} {kind}" for name, kind in RUN_COLUMNS.items())
+        cursor.execute(f"create table if not exists quorum_ops.sync_runs ({run_cols})")
+        for table, columns, rows in (
+            ("sendsms", SENDSMS_COLUMNS, messages),
+            ("sendsms_events", EVENT_COLUMNS, events),
+        ):
+            cols = ", ".join(f'"{name}" {pg_type(kind)}' for name, kind in columns)
+            cursor.execute(f"drop table if exists quorum_raw.{table}")
+            cursor.execute(f"create table quorum_raw.{table} ({cols})")
+            names = [name for name, _ in columns]
+            values = [[row.get(name) for name in names] for row in rows]
+            if values:
+                quoted = ", ".join(f'"{n}"' for n in names)
+                marks = ", ".join("%s" for _ in names)
+                cursor.executemany(
+                    f"insert into quorum_raw.{table} ({quoted}) values ({marks})", values
+                )
+    connection.close()
+    return credentials

@@ -29,7 +29,8 @@ def test_models_command_builds_and_prints_a_summary(
 ) -> None:
     assert run(["models", "--database", str(fresh_db)]) == 0
     out = capsys.readouterr().out
-    assert "built 2 seeds, 2 staging views and" in out and "data checks passed" in out
+    assert "built 2 seeds, 2 staging views, 1 intermediate and 8 mart tables" in out
+    assert "data checks passed" in out
     assert "analytics.fct_sms_message" in out and "18 rows" in out
 
 
@@ -101,7 +102,7 @@ def test_export_writes_each_mart_as_parquet(
     out = tmp_path / "export"
     assert run(["export", "--database", str(fresh_db), "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
-    marts = {m.name for m in discover_models(DEFAULT_SQL_DIR) if m.kind == "table"}
+    marts = {m.name for m in discover_models(DEFAULT_SQL_DIR) if m.layer == "marts"}
     assert names == {f"{name}.parquet" for name in marts}
     assert {"fct_sms_message.parquet", "sms_supporter_engagement.parquet"} <= names
     fct = pq.read_table(out / "fct_sms_message.parquet")
