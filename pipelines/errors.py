@@ -92,3 +92,9 @@ class ReconcileRefusedError(QuorumSmsError):
     """Reconcile would mark an implausible share of the warehouse as deleted, so it stopped."""
 
     exit_code = 1
+
+
+class PublishError(QuorumSmsError):
+    """The analytics file could not be published; the previously published file is unchanged."""
+
+    exit_code = 1

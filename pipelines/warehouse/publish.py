@@ -1,0 +1,354 @@
+"""Publish the `analytics` marts as their own DuckDB file: the one file people and tools open.
+
+The warehouse (raw tables, dlt state, run history) is the job's private working file. After
+a successful model build the marts are copied into a new file in a private staging folder
+beside the target, checkpointed, closed, fsynced and renamed over the published file, and
+the folder is fsynced. A rename is atomic: a reader that holds the old file open keeps its
+snapshot (the old inode lives until it closes it), a new connection opens the new build, and
+a run that fails or is killed before the rename leaves the published file as it was.
+
+The file is written in a storage format that DuckDB 1.1 and later read, because BI drivers
+bundle older DuckDB releases than the one that writes the warehouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipelines.errors import PublishError
+from pipelines.warehouse.database import MARTS_SCHEMA, connect
+from pipelines.warehouse.runner import BuildResult, build_models
+
+#: Oldest DuckDB release that must read the published file (DuckDB's STORAGE_VERSION values).
+PUBLISH_STORAGE_VERSION = "v1.1.0"
+PUBLISHED_SUFFIX = "-analytics.duckdb"
+#: The published file holds supporter-level rows: owner-only, whatever the umask.
+FILE_MODE = 0o600
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What one publish wrote."""
+
+    target: Path
+    row_counts: dict[str, int]
+    bytes: int
+    seconds: float
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The published tables, sorted by name."""
+        return tuple(sorted(self.row_counts))
+
+    @property
+    def rows(self) -> int:
+        """Rows over every published table."""
+        return sum(self.row_counts.values())
+
+    def summary(self) -> str:
+        """One line for the terminal or a cron mail."""
+        return (
+            f"published {len(self.row_counts)} tables ({self.rows:,} rows, "
+            f"{self.bytes / 1_048_576:.1f} MiB) to {self.target} in {self.seconds:.2f} s"
+        )
+
+
+def default_publish_path(warehouse: Path) -> Path:
+    """Where the analytics file goes when no setting says otherwise.
+
+    Beside the warehouse, named after its stem: `data/quorum.duckdb` publishes
+    `data/quorum-analytics.duckdb`.
+    """
+    return warehouse.with_name(warehouse.stem + PUBLISHED_SUFFIX)
+
+
+def staging_prefix(target: Path) -> str:
+    """Name prefix of the staging folders that publishes to `target` create beside it."""
+    return f".{target.name}.publishing-"
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete the staging folders that runs killed while publishing to `target` left behind.
+
+    A publish holds an exclusive `flock` on its staging folder until it is done; the kernel
+    drops it when the process dies. So a folder that can be locked belongs to no living
+    publish and is removed, while the folder of a publish still running (say a `models`
+    command started by hand during the nightly run) is left alone.
+
+    Args:
+        target: the published file.
+
+    Returns:
+        The folders removed, sorted.
+    """
+    removed: list[Path] = []
+    if not target.parent.is_dir():
+        return removed
+    for folder in sorted(target.parent.glob(staging_prefix(target) + "*")):
+        try:
+            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue  # removed meanwhile, or not a folder: nothing of ours
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a publish is writing it right now
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(descriptor)
+    return removed
+
+
+def publish_analytics(
+    warehouse: Path,
+    target: Path,
+    *,
+    schema: str = MARTS_SCHEMA,
+    connection: duckdb.DuckDBPyConnection | None = None,
+    threads: int | None = None,
+    on_staged: Callable[[Path], None] | None = None,
+) -> PublishResult:
+    """Copy every table of `schema` into a new DuckDB file and atomically replace `target`.
+
+    Call it only after a successful model build: whatever the warehouse's `schema` holds is
+    what readers get. It removes what killed publishes left behind first.
+
+    Args:
+        warehouse: the warehouse file holding the built marts.
+        target: the published file; created with its folder when missing.
+        schema: the schema to publish, under the same name.
+        connection: an open connection to `warehouse` (say the one that just built the
+            models); when None the warehouse is opened read-only for the copy and closed.
+            It must not be inside a transaction.
+        threads: DuckDB worker threads when this function opens the warehouse.
+        on_staged: called with the complete, synced staging file just before it replaces
+            `target` (a moment tests need to hold; the nightly job passes None).
+
+    Returns:
+        The tables and rows published, the file's size and the time it took.
+
+    Raises:
+        ConfigError: the warehouse is missing or cannot be opened.
+        PublishError: nothing to publish, or the file could not be written or renamed; the
+            published file is unchanged.
+    """
+    started = time.perf_counter()
+    target = Path(target)
+    _check_arguments(Path(warehouse), target, schema)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _failure(target, error) from error
+    remove_stale_temporaries(target)
+    own_connection = connection is None
+    database = connection if connection is not None else connect(
+        warehouse, read_only=True, threads=threads
+    )
+    try:
+        with _staging_folder(target) as folder:
+            staged = folder / target.name
+            row_counts = _write_copy(database, Path(warehouse), staged, schema)
+            _fsync_file(staged)
+            if on_staged is not None:
+                on_staged(staged)
+            try:
+                os.replace(staged, target)
+                _fsync_folder(target.parent)
+                size = target.stat().st_size
+            except OSError as error:
+                raise _failure(target, error) from error
+    finally:
+        if own_connection:
+            database.close()
+    return PublishResult(
+        target=target,
+        row_counts=row_counts,
+        bytes=size,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def build_and_publish(
+    warehouse: Path,
+    target: Path | None = None,
+    sql_dir: Path | None = None,
+    *,
+    threads: int | None = None,
+) -> tuple[BuildResult, PublishResult]:
+    """Build the models and data checks, then publish: the order the nightly job runs them.
+
+    A failed model or check raises before anything is published, so readers keep the last
+    good build.
+
+    Args:
+        warehouse: the warehouse file holding the raw tables.
+        target: the published file; `default_publish_path(warehouse)` when None.
+        sql_dir: the model directory; the project's `sql/` when None.
+        threads: DuckDB worker threads for the build and the copy.
+
+    Returns:
+        The build's result and the publish's result.
+
+    Raises:
+        ConfigError, ModelBuildError, DataCheckError: from the build; nothing published.
+        PublishError: the build succeeded but the file could not be published.
+    """
+    build = build_models(warehouse, sql_dir, threads=threads)
+    published = publish_analytics(
+        warehouse, target if target is not None else default_publish_path(warehouse),
+        threads=threads,
+    )
+    return build, published
+
+
+def _check_arguments(warehouse: Path, target: Path, schema: str) -> None:
+    if not _IDENTIFIER.fullmatch(schema):
+        raise PublishError(
+            f"Cannot publish the schema {schema!r}: a schema name is lowercase letters, "
+            "digits and underscores. Pass the name of the schema the models build."
+        )
+    if target.is_dir():
+        raise PublishError(
+            f"The publish target {target} is a folder. Set publish_database (or "
+            "QUORUM_PUBLISH_DATABASE, or --publish-database) to a file path such as "
+            f"{target / 'quorum-analytics.duckdb'}."
+        )
+    if target.resolve() == warehouse.resolve():
+        raise PublishError(
+            f"The publish target {target} is the warehouse itself. The published file must be a "
+            "separate file that tools may open while the job writes the warehouse: set "
+            f"publish_database to another path, or leave it unset for "
+            f"{default_publish_path(warehouse)}."
+        )
+
+
+@contextlib.contextmanager
+def _staging_folder(target: Path) -> Iterator[Path]:
+    """A private (0700) folder beside `target`, locked while it is in use, removed after."""
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=staging_prefix(target), dir=target.parent))
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise _failure(target, error) from error
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(descriptor)
+
+
+def _write_copy(
+    database: duckdb.DuckDBPyConnection, warehouse: Path, staged: Path, schema: str
+) -> dict[str, int]:
+    """Copy every base table of `schema` into a new file at `staged`; return the row counts."""
+    source = _current_database(database)
+    tables = _base_tables(database, source, schema)
+    if not tables:
+        raise PublishError(
+            f"The warehouse {warehouse} has no tables in the schema {schema}, so there is "
+            "nothing to publish and the published file was left as it was. Build the models "
+            "first (`quorum-sms models`)."
+        )
+    alias = f"quorum_publish_{uuid.uuid4().hex[:12]}"
+    literal = "'" + str(staged).replace("'", "''") + "'"
+    attached = False
+    row_counts: dict[str, int] = {}
+    try:
+        database.execute(
+            f"attach {literal} as {alias} "
+            f"(storage_version '{PUBLISH_STORAGE_VERSION}', read_only false)"
+        )
+        attached = True
+        # Owner-only before a single row lands in it (its folder is 0700 already).
+        os.chmod(staged, FILE_MODE)
+        # One transaction, so every mart comes from the same build of the warehouse.
+        database.execute("begin transaction")
+        try:
+            database.execute(f"create schema {alias}.{schema}")
+            for table in tables:
+                database.execute(
+                    f'create table {alias}.{schema}."{table}" as '
+                    f'select * from "{source}".{schema}."{table}"'
+                )
+                row = database.execute(
+                    f'select count(*) from {alias}.{schema}."{table}"'
+                ).fetchone()
+                row_counts[table] = int(row[0]) if row else 0
+            database.execute("commit")
+        except BaseException:
+            database.execute("rollback")
+            raise
+        # Everything into the main file, so the renamed file needs no WAL beside it.
+        database.execute(f"checkpoint {alias}")
+        database.execute(f"detach {alias}")
+        attached = False
+    except (duckdb.Error, OSError) as error:
+        raise _failure(staged.parent.parent / staged.name, error) from error
+    finally:
+        if attached:
+            with contextlib.suppress(duckdb.Error):
+                database.execute(f"detach {alias}")
+    return row_counts
+
+
+def _current_database(database: duckdb.DuckDBPyConnection) -> str:
+    row = database.execute("select current_database()").fetchone()
+    if row is None:  # pragma: no cover - DuckDB always has a current database
+        raise PublishError("DuckDB reports no current database; reopen the warehouse.")
+    return str(row[0])
+
+
+def _base_tables(database: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> list[str]:
+    rows = database.execute(
+        "select table_name from information_schema.tables where table_catalog = ? "
+        "and table_schema = ? and table_type = 'BASE TABLE' order by table_name",
+        [catalog, schema],
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def _fsync_file(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fchmod(descriptor, FILE_MODE)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise _failure(path.parent.parent / path.name, error) from error
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk.
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _failure(target: Path, error: BaseException) -> PublishError:
+    first = str(error).split("\n", 1)[0].strip()
+    return PublishError(
+        f"Publishing the analytics file {target} failed: {first}. The published file was "
+        "not changed, so readers keep the previous build, and the warehouse is intact. Check "
+        f"that {target.parent} exists, is writable and has free space, then run "
+        "`quorum-sms models` to build and publish again."
+    )
