@@ -71,6 +71,13 @@ class RunSettings(BaseConfiguration):
         "files, and to the current directory in QUORUM_DATABASE and --database.",
         path=True,
     )
+    publish_database: str = setting(
+        "",
+        "The published analytics file that report, export and BI tools read (a copy of the "
+        "marts, replaced atomically after every successful model build). Empty: "
+        "<warehouse stem>-analytics.duckdb beside the warehouse. Relative paths as for database.",
+        path=True,
+    )
     destination: str = setting(
         "duckdb",
         "Any dlt destination name (duckdb, postgres, snowflake, bigquery, ...); credentials of "
@@ -248,6 +255,43 @@ def resolve_database(path: str | os.PathLike[str] | None, configured: str | None
     return candidate
 
 
+def resolve_publish_database(
+    path: str | os.PathLike[str] | None, configured: str | None, database: Path
+) -> Path:
+    """The published analytics file: the flag, else QUORUM_PUBLISH_DATABASE or config, else
+    `<warehouse stem>-analytics.duckdb` beside the warehouse.
+
+    Relative paths follow the rule of `resolve_database`.
+
+    Raises:
+        ConfigError: the path is a directory, or the warehouse file itself.
+    """
+    from pipelines.warehouse.publish import default_publish_path
+
+    given = str(path).strip() if path is not None else ""
+    if given:
+        candidate = Path(given).expanduser().resolve()
+    elif configured:
+        candidate = Path(configured).expanduser()
+        if not candidate.is_absolute():
+            candidate = PROJECT_ROOT / candidate
+    else:
+        candidate = default_publish_path(database)
+    if candidate.exists() and candidate.is_dir():
+        raise ConfigError(
+            f"The published analytics path {candidate} is a directory; give a file path such as "
+            f"{candidate / 'quorum-analytics.duckdb'} with --publish-database or "
+            "QUORUM_PUBLISH_DATABASE."
+        )
+    if candidate.resolve() == database.resolve():
+        raise ConfigError(
+            f"The published analytics file cannot be the warehouse itself ({database}): BI tools "
+            "holding it open would block the nightly job. Leave --publish-database "
+            "(QUORUM_PUBLISH_DATABASE) empty for the default beside the warehouse."
+        )
+    return candidate
+
+
 @dataclass(frozen=True)
 class SyncConfig:
     """Everything a command needs, validated: the source's settings, the run's, and flags."""
@@ -255,6 +299,7 @@ class SyncConfig:
     source: QuorumSourceSettings
     run: RunSettings
     database: Path
+    publish_database: Path
     since_given: bool = False
     full_refresh: bool = False
     build_models: bool = True
@@ -275,6 +320,18 @@ def load_run_settings(database: str | None = None) -> tuple[RunSettings, Path]:
     return run, resolve_database(database, run.database)
 
 
+def load_published_paths(
+    database: str | None = None, publish_database: str | None = None
+) -> tuple[RunSettings, Path, Path]:
+    """The `[quorum_sms]` settings, the warehouse file and the published analytics file.
+
+    Raises:
+        ConfigError: a bad value.
+    """
+    run, path = load_run_settings(database)
+    return run, path, resolve_publish_database(publish_database, run.publish_database, path)
+
+
 def load_sync_config(
     *,
     base_url: str | None = None,
@@ -282,6 +339,7 @@ def load_sync_config(
     since: str | None = None,
     full_refresh: bool = False,
     build_models: bool = True,
+    publish_database: str | None = None,
 ) -> SyncConfig:
     """Resolve and validate every setting of a command that talks to the API.
 
@@ -298,6 +356,7 @@ def load_sync_config(
         source=check_settings(source),
         run=run,
         database=path,
+        publish_database=resolve_publish_database(publish_database, run.publish_database, path),
         since_given=since is not None,
         full_refresh=full_refresh,
         build_models=build_models,

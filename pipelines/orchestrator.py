@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import NotifyError, QuorumSmsError
@@ -29,6 +30,7 @@ from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
 from pipelines.redaction import redact
 from pipelines.sync import SyncSummary, make_pipeline, run_sync, saved_cursor
+from pipelines.warehouse.publish import PublishResult, publish_analytics, remove_stale_temporaries
 from pipelines.warehouse.runner import BuildResult, build_models
 
 
@@ -50,6 +52,9 @@ class RunReporter:
     def models_built(self, result: BuildResult) -> None:
         """The SQL models were rebuilt."""
 
+    def published(self, result: PublishResult) -> None:
+        """The analytics file that BI tools read was replaced by the new build."""
+
     def failed(self, text: str) -> None:
         """The run failed; `text` is the redacted failure summary (cron mail, webhook)."""
 
@@ -62,6 +67,7 @@ class RunResult:
     run_id: str | None = None
     summary: SyncSummary | None = None
     models: BuildResult | None = None
+    published: PublishResult | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -101,8 +107,15 @@ def _models_step(run: _Run) -> None:
         run.reporter.models_built(run.result.models)
 
 
+def _publish_step(run: _Run) -> None:
+    # only a build that just passed its checks is published; readers keep the last good one
+    if run.result.models is not None:
+        run.result.published = publish_analytics(run.config.database, run.config.publish_database)
+        run.reporter.published(run.result.published)
+
+
 #: The nightly run after the run history has started, in order.
-NIGHTLY_STEPS: tuple[Step, ...] = (_sync_step, _record_sync_step, _models_step)
+NIGHTLY_STEPS: tuple[Step, ...] = (_sync_step, _record_sync_step, _models_step, _publish_step)
 
 
 def run_nightly(
@@ -121,6 +134,7 @@ def run_nightly(
         run.policy = make_policy(load_pii_settings(config.run))
         run.reporter.started(config)
         with database_lock(config.database, config.run.lock_wait_seconds):
+            _remove_stale_publishes(run)
             _start_history(run)
             for step in steps:
                 step(run)
@@ -132,6 +146,13 @@ def run_nightly(
             _alert(run, error)
         raise
     return run.result
+
+
+def _remove_stale_publishes(run: _Run) -> None:
+    if not run.config.is_duckdb:
+        return
+    for folder in remove_stale_temporaries(run.config.publish_database):
+        run.reporter.note(f"removed {folder}, left behind by a run killed while publishing")
 
 
 def _start_history(run: _Run) -> None:
@@ -162,7 +183,8 @@ def _record_failure(run: _Run, error: BaseException) -> None:
         run.recorder.finish(
             "failed",
             _summary_counts(run.result.summary),
-            error=f"the data was loaded and the cursor moved, but the SQL models failed: {error}",
+            error="the data was loaded and the cursor moved, but building or publishing the SQL "
+            f"models failed: {error}",
             exit_code=code,
         )
         return
@@ -234,6 +256,36 @@ def _observer_counts(observer: SourceObserver) -> RunCounts:
     )
 
 
+# -- models on their own ----------------------------------------------------------------------
+
+
+@dataclass
+class ModelsRun:
+    """What `quorum-sms models` built and published."""
+
+    models: BuildResult
+    published: PublishResult
+
+
+def rebuild_models(
+    database: Path,
+    publish_database: Path,
+    *,
+    lock_wait_seconds: float,
+    sql_dir: Path | None = None,
+) -> ModelsRun:
+    """Under the database lock: build the models and data checks, then publish them.
+
+    Raises:
+        QuorumSmsError: a model or check failed (nothing changed, nothing published), or
+            the analytics file could not be published (the warehouse's marts are new).
+    """
+    with database_lock(database, lock_wait_seconds):
+        models = build_models(database, sql_dir)
+        published = publish_analytics(database, publish_database)
+    return ModelsRun(models, published)
+
+
 # -- reconcile --------------------------------------------------------------------------------
 
 
@@ -244,6 +296,7 @@ class ReconcileRun:
     result: ReconcileResult
     notes: list[str]
     models: BuildResult | None = None
+    published: PublishResult | None = None
 
 
 def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
@@ -286,4 +339,5 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
         done = ReconcileRun(result, list(stats.notes))
         if config.build_models:
             done.models = build_models(config.database)
+            done.published = publish_analytics(config.database, config.publish_database)
     return done

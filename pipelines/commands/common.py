@@ -24,3 +24,14 @@ def add_base_url_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url", help="API scheme and host (default: $QUORUM_BASE_URL, else config)"
     )
+
+
+def add_publish_argument(parser: argparse.ArgumentParser) -> None:
+    """`--publish-database PATH`: the published analytics file, over the setting."""
+    parser.add_argument(
+        "--publish-database",
+        metavar="PATH",
+        help="the published analytics file (default: $QUORUM_PUBLISH_DATABASE, else "
+        "[quorum_sms] publish_database, else <warehouse stem>-analytics.duckdb beside the "
+        "warehouse)",
+    )

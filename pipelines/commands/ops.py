@@ -221,5 +221,7 @@ def reconcile_command(args: argparse.Namespace) -> int:
         print(f"  note                         {'; '.join(done.notes)}")
     if done.models is not None:
         print(f"models rebuilt: {done.models.summary()}")
+    if done.published is not None:
+        print(done.published.summary())
     sys.stdout.flush()
     return 0

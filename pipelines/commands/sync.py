@@ -10,11 +10,17 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipelines.commands.common import EXIT_CODES, add_base_url_argument, add_database_argument
+from pipelines.commands.common import (
+    EXIT_CODES,
+    add_base_url_argument,
+    add_database_argument,
+    add_publish_argument,
+)
 from pipelines.config import PROJECT_ROOT, SyncConfig, load_sync_config
 from pipelines.orchestrator import RunReporter, run_nightly
 from pipelines.quorum import SourceObserver
 from pipelines.sync import SyncSummary, pipelines_dir_for
+from pipelines.warehouse.publish import PublishResult
 from pipelines.warehouse.runner import BuildResult
 
 
@@ -69,6 +75,10 @@ class TerminalReporter(RunReporter):
         """One line: what the model build did."""
         print(f"models rebuilt: {result.summary()}", flush=True)
 
+    def published(self, result: PublishResult) -> None:
+        """One line: where the analytics file that BI tools read now is."""
+        print(result.summary(), flush=True)
+
     def failed(self, text: str) -> None:
         """The failure summary, for the cron mail."""
         self._end_live_line()
@@ -90,6 +100,7 @@ def register(subparsers: Any) -> None:
     )
     add_base_url_argument(sync)
     add_database_argument(sync)
+    add_publish_argument(sync)
     sync.add_argument("--since", help="start of the first sync, ISO date or date-time")
     sync.add_argument(
         "--full-refresh",
@@ -121,6 +132,7 @@ def sync_command(args: argparse.Namespace) -> int:
         since=args.since,
         full_refresh=args.full_refresh,
         build_models=not args.no_models,
+        publish_database=args.publish_database,
     )
     run_nightly(config, TerminalReporter())
     return 0
@@ -141,16 +153,28 @@ def demo_command(args: argparse.Namespace) -> int:
         os.environ["QUORUM_API_KEY"] = "demo-key"
         config = load_sync_config(base_url=simulator.base_url, database=str(database))
         run_nightly(config, TerminalReporter())
+    published = config.publish_database
     print()
-    print(render_terminal_report(database))
+    print(render_terminal_report(published))
     html = database.with_name(database.stem + "-report.html")
-    write_html_report(database, html)
-    print(f"\nThe warehouse is {database}; its dlt state is in {pipelines_dir_for(database)}.")
+    write_html_report(published, html)
+    print(
+        f"\nPoint a BI tool (read-only) at {published}: it holds every mart and is replaced "
+        "atomically after each nightly build, so dashboards can keep it open "
+        "(docs/bi-tools.md)."
+    )
+    print(
+        f"The warehouse {database} (raw tables, dlt state in {pipelines_dir_for(database)}, run "
+        "history) is the job's private working file."
+    )
     print(f"The same report with charts, for a browser: {html}")
     return 0
 
 
 def _remove_database(database: Path) -> None:
-    for path in (database, database.with_name(database.name + ".wal")):
+    from pipelines.warehouse.publish import default_publish_path
+
+    published = default_publish_path(database)
+    for path in (database, database.with_name(database.name + ".wal"), published):
         path.unlink(missing_ok=True)
     shutil.rmtree(pipelines_dir_for(database), ignore_errors=True)
