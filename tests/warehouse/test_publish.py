@@ -223,7 +223,10 @@ def test_failed_build_or_check_leaves_the_published_file_untouched(
 
     sql_dir = tmp_path / "sql"
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
-    (sql_dir / "marts" / "zz_broken.sql").write_text("select no_such_column from range(1)\n")
+    (sql_dir / "marts" / "zz_broken.sql").write_text(
+        "-- depends_on: analytics.fct_sms_message\n"
+        "select no_such_column from analytics.fct_sms_message\n"
+    )
     with pytest.raises(ModelBuildError):
         build_and_publish(fresh_db, target, sql_dir)
     assert target.read_bytes() == published
