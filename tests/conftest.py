@@ -63,3 +63,6 @@ def simulator_factory() -> Iterator[object]:
 
 # The throwaway PostgreSQL cluster (session) and a fresh database per test.
 from tests.postgres import postgres_cluster, postgres_database  # noqa: E402, F401
+
+# Dashboard stand-ins for the published analytics file (session: the DuckDB 1.1.3 client).
+from tests.published_readers import legacy_python, readers  # noqa: E402, F401

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,28 +20,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.warehouse.database import DEFAULT_SQL_DIR
 from pipelines.warehouse.publish import default_publish_path
-from tests.duckdb_legacy import legacy_duckdb_python
-from tests.warehouse.test_publish import Reader, read_once
-
-MARTS = {
-    "fct_sms_message", "sms_campaign_funnel", "sms_campaign_performance",
-    "sms_daily_overview", "sms_delivery_errors", "sms_sender_number_health",
-    "sms_supporter_engagement", "sync_freshness",
-}
-
-
-@pytest.fixture(scope="module")
-def legacy_python() -> Path:
-    """DuckDB 1.1.3's Python, built once per machine and cached."""
-    return legacy_duckdb_python()
-
-
-@pytest.fixture
-def readers() -> Iterator[list[Reader]]:
-    started: list[Reader] = []
-    yield started
-    for reader in started:
-        reader.close()
+from tests.published_readers import MARTS, Reader, read_once
 
 
 def nightly(capsys: pytest.CaptureFixture[str], base_url: str, *extra: str) -> tuple[int, str]:

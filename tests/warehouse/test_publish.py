@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -34,23 +33,12 @@ from pipelines.warehouse.publish import (
 )
 from pipelines.warehouse.report import render_terminal_report
 from pipelines.warehouse.runner import build_models
-from tests.duckdb_legacy import LEGACY_DUCKDB_VERSION, legacy_duckdb_python
+from tests.duckdb_legacy import LEGACY_DUCKDB_VERSION
+from tests.published_readers import MARTS, READER, Reader, read_once
 from tests.warehouse.publish_reader import build_of
 from tests.warehouse.rawdata import EVENT_COLUMNS, SENDSMS_COLUMNS, at, event, insert, sms
 
-READER = Path(__file__).with_name("publish_reader.py")
 ROOT = Path(__file__).resolve().parents[2]
-MARTS = {
-    "fct_sms_message", "sms_campaign_funnel", "sms_campaign_performance",
-    "sms_daily_overview", "sms_delivery_errors", "sms_sender_number_health",
-    "sms_supporter_engagement", "sync_freshness",
-}
-
-
-@pytest.fixture(scope="session")
-def legacy_python() -> Path:
-    """DuckDB 1.1.3's Python, built once per machine and cached."""
-    return legacy_duckdb_python()
 
 
 def target_of(tmp_path: Path) -> Path:
@@ -74,55 +62,6 @@ def build_in(warehouse: Path) -> str:
     """The reader's build key, computed on the warehouse's own marts."""
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         return str(build_of(connection))
-
-
-def read_once(python: Path | str, published: Path) -> dict[str, object]:
-    """A new connection in a new process: what a dashboard that connects now sees."""
-    done = subprocess.run(
-        [str(python), str(READER), str(published), "--once"],
-        capture_output=True, text=True, check=True, timeout=120,
-    )
-    answer: dict[str, object] = json.loads(done.stdout)
-    return answer
-
-
-class Reader:
-    """A reader process holding the published file open (see publish_reader.py)."""
-
-    def __init__(self, python: Path | str, published: Path) -> None:
-        self.process = subprocess.Popen(
-            [str(python), str(READER), str(published)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self.opened = self._answer()
-
-    def _answer(self) -> dict[str, object]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            assert self.process.stderr is not None
-            raise AssertionError(f"the reader died: {self.process.stderr.read()}")
-        answer: dict[str, object] = json.loads(line)
-        return answer
-
-    def send(self, command: str) -> dict[str, object]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self._answer()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=60)
-
-
-@pytest.fixture
-def readers() -> Iterator[list[Reader]]:
-    started: list[Reader] = []
-    yield started
-    for reader in started:
-        reader.close()
 
 
 def test_default_path_sits_beside_the_warehouse() -> None:
