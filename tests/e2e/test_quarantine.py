@@ -174,3 +174,19 @@ def test_the_command_exits_1_above_the_threshold(sync_env, simulator_factory, ca
     assert code == 1, output
     assert "max_reject_fraction (0.0%)" in output
     assert API_KEY not in output
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [Faults(refuse_range_filters=True), Faults(ignore_order_by=True)],
+    ids=["full-scan-by-offset", "full-scan-by-id"],
+)
+def test_bad_records_do_not_break_the_fallback_paging(sync_env, simulator_factory, faults):
+    sim = simulator_factory(n_records=1200)
+    truth = sim.world.ground_truth()
+    bad = pick_ids(truth, 2)
+    sim.faults = Faults(**{**faults.to_dict(), "malformed_ids": bad})
+    observer = run(sync_env, sim.base_url)
+    assert any(p.mode == "full-scan" for p in observer.pagers)
+    assert_warehouse_equals(sync_env, [r for r in truth if r["id"] not in bad])
+    assert set(rejects(sync_env)) == set(bad)
