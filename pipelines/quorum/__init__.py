@@ -1,11 +1,14 @@
 """A dlt source for Quorum's SendSMS API (quorum.us), shaped like a dlt verified source.
 
-`quorum_source` yields one resource, `sendsms`, incremental on `updated`, that loads two
-tables with merge semantics:
+`quorum_source` yields two resources: `sendsms`, incremental on `updated`, and
+`sendsms_retry`, which fetches the records earlier runs rejected again by id (the cursor may
+have moved past them). Together they load three tables with merge semantics:
 
 * `sendsms`: one row per SendSMS record (primary key `id`);
 * `sendsms_events`: one row per event that happened to a record (`queued`, `sent`, ...),
-  replaced as a whole whenever the record is loaded again (merge key `sendsms_id`).
+  replaced as a whole whenever the record is loaded again (merge key `sendsms_id`);
+* `sendsms_rejects`: one row per record that could not be loaded (see `quorum.rejects`),
+  deleted once it loads; committed in the same load as the data and the cursor.
 
 Example:
     >>> pipeline = dlt.pipeline("quorum_sms", destination="duckdb", dataset_name="quorum_raw")
@@ -15,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,10 +28,19 @@ import pendulum
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from pipelines.errors import ConfigError
+from pipelines.errors import BadRecordError, ConfigError
 from pipelines.quorum.client import QuorumClient, validate_base_url
-from pipelines.quorum.normalize import PersonalDataPolicy, events_table, sendsms_table
+from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import Pager, PagingStats
+from pipelines.quorum.rejects import (
+    DEFAULT_MAX_REJECT_FRACTION,
+    REJECTS_TABLE,
+    KnownReject,
+    RejectLog,
+    RejectStats,
+    split_page,
+    too_many_rejects_error,
+)
 from pipelines.quorum.settings import (
     CURSOR_FIELD,
     EVENTS_TABLE,
@@ -39,7 +51,7 @@ from pipelines.quorum.settings import (
     check_values,
 )
 from pipelines.quorum.slicing import iter_pages_concurrently
-from pipelines.quorum.timestamps import parse_since
+from pipelines.quorum.timestamps import parse_api_time, parse_since
 from pipelines.redaction import register_secret
 
 #: Resource-state key: seconds the last run's full scan took (0 when it paged by key).
@@ -65,6 +77,8 @@ class SourceObserver:
     pagers: list[PagingStats] = field(default_factory=list)
     cursor_start: datetime | None = None
     on_page: Callable[[SourceObserver], None] | None = None
+    #: records set aside this run: counts and the first few (id, reason)
+    rejects: RejectStats = field(default_factory=RejectStats)
 
     @property
     def pages(self) -> int:
@@ -107,6 +121,16 @@ def _events_hints() -> Any:
     )
 
 
+def _rejects_hints() -> Any:
+    return dlt.mark.make_hints(
+        table_name=REJECTS_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        primary_key="reject_key",
+        # a row carrying `resolved_at` deletes its reject instead of being inserted
+        columns={"resolved_at": {"hard_delete": True}},
+    )
+
+
 def check_settings(settings: QuorumSourceSettings) -> QuorumSourceSettings:
     """Validate resolved source settings before any request; normalise URL and start date.
 
@@ -132,7 +156,9 @@ def quorum_source(
     settings: QuorumSourceSettings = dlt.config.value,
     observer: SourceObserver | None = None,
     policy: PersonalDataPolicy | None = None,
-) -> DltResource:
+    known_rejects: Sequence[KnownReject] = (),
+    run_id: str | None = None,
+) -> list[DltResource]:
     """The Quorum SendSMS source.
 
     Args:
@@ -140,10 +166,14 @@ def quorum_source(
             `SOURCES__QUORUM__<KEY>` environment variables, `.dlt/secrets.toml` and
             `.dlt/config.toml` under `[sources.quorum]` when it is not given.
         observer: collects statistics for progress and the summary.
-        policy: the personal-data policy, applied to every column before it is written.
+        policy: the personal-data policy, applied to every column before it is written,
+            and to the records stored as rejects.
+        known_rejects: the rows of `quorum_raw.sendsms_rejects` (`rejects.KNOWN_REJECTS_QUERY`):
+            open ones are fetched again by id, and their `first_seen_at` is kept.
+        run_id: stored with every reject row; dlt's load id when None.
 
     Returns:
-        The `sendsms` resource.
+        The `sendsms` and `sendsms_retry` resources.
 
     Raises:
         ConfigError: a setting is missing or invalid (see `check_settings`).
@@ -162,16 +192,43 @@ def quorum_source(
     )
     watcher = observer if observer is not None else SourceObserver()
     watcher.client = client
-    return sendsms_resource(
-        client,
-        initial_value=pendulum.parse(settings.initial_value),
-        lag_seconds=settings.lag_seconds,
-        page_size=min(settings.page_size, MAX_PAGE_SIZE),
-        concurrency=settings.concurrency,
-        force_full_scan=settings.force_full_scan,
-        observer=watcher,
-        policy=policy,
-    )
+    reject_log = RejectLog(known_rejects, transform=policy, run_id=run_id, stats=watcher.rejects)
+    close = _SharedClose(client, users=2)
+    return [
+        sendsms_resource(
+            client,
+            initial_value=pendulum.parse(settings.initial_value),
+            lag_seconds=settings.lag_seconds,
+            page_size=min(settings.page_size, MAX_PAGE_SIZE),
+            concurrency=settings.concurrency,
+            force_full_scan=settings.force_full_scan,
+            observer=watcher,
+            policy=policy,
+            reject_log=reject_log,
+            max_reject_fraction=settings.max_reject_fraction,
+            close=close,
+        ),
+        retry_resource(client, reject_log=reject_log, policy=policy, close=close),
+    ]
+
+
+class _SharedClose:
+    """Closes the client when the last of the resources sharing it has finished."""
+
+    def __init__(self, client: QuorumClient, users: int) -> None:
+        self._client = client
+        self._left = users
+
+    def __call__(self) -> None:
+        self._left -= 1  # resources are extracted in one thread, one step at a time
+        if self._left <= 0:
+            self._client.close()
+
+
+def _stamp_run_id(reject_log: RejectLog) -> None:
+    """Without a run id from the caller, reject rows carry dlt's load id."""
+    if reject_log.run_id is None:
+        reject_log.run_id = str(dlt.current.load_package_state()["load_id"])
 
 
 def sendsms_resource(
@@ -184,8 +241,12 @@ def sendsms_resource(
     force_full_scan: bool,
     observer: SourceObserver,
     policy: PersonalDataPolicy | None,
+    reject_log: RejectLog | None = None,
+    max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION,
+    close: Callable[[], None] | None = None,
 ) -> DltResource:
     """Build the `sendsms` resource around a ready client (see `quorum_source`)."""
+    log = reject_log or RejectLog((), transform=policy, run_id=None, stats=observer.rejects)
 
     @dlt.resource(
         name=SENDSMS_TABLE,
@@ -200,12 +261,16 @@ def sendsms_resource(
             lag=lag_seconds,
             # merge on `id` makes re-read records harmless; no boundary hashes needed
             primary_key=(),
+            # reject rows whose `updated` does not parse carry NULL: kept, cursor untouched
+            on_cursor_value_missing="include",
         ),
     ) -> Iterator[Any]:
         """Every SendSMS record changed since the saved cursor (minus the lag window)."""
         start = updated.start_value
         observer.cursor_start = start
         started = time.monotonic()
+        _stamp_run_id(log)
+        rejected: list[str] = []
         try:
             for page in iter_pages_concurrently(
                 client,
@@ -216,13 +281,21 @@ def sendsms_resource(
                 on_pager=observer.pagers.append,
                 on_page=observer.page_done,
             ):
-                # each table carries its own hints, so neither inherits the other's columns
-                yield dlt.mark.with_hints(
-                    sendsms_table(page, policy), _sendsms_hints(), create_table_variant=True
+                split = split_page(page, policy)
+                yield from _data_items(split.sendsms, split.events)
+                for record, reason in split.bad:
+                    if log.is_retried(record) or _before(record, start):
+                        continue  # the retry owns it / out of the window, as dlt would drop it
+                    rejected.append(log.reject(record, reason))
+            # Decided before dlt loads anything: raising here fails the extract step, so the
+            # warehouse and the cursor stay as they were.
+            if log.stats.new > max_reject_fraction * observer.records:
+                raise too_many_rejects_error(
+                    log.stats.new, observer.records, max_reject_fraction, log.new_samples
                 )
-                events: pa.Table = events_table(page, policy)
-                if events.num_rows:
-                    yield dlt.mark.with_hints(events, _events_hints(), create_table_variant=True)
+            table = log.table(rejected)
+            if table is not None:
+                yield dlt.mark.with_hints(table, _rejects_hints(), create_table_variant=True)
             # A full scan cannot see a record that changes after the scan passed its id; its
             # new `updated` is at least (end of scan - scan duration). Remembering the duration
             # lets the next run widen its lag window to cover it (see `effective_lag`).
@@ -231,9 +304,77 @@ def sendsms_resource(
                 round(time.monotonic() - started, 3) if full_scan else 0.0
             )
         finally:
-            client.close()
+            (close or client.close)()
 
     return sendsms
+
+
+def _data_items(sendsms: pa.Table | None, events: pa.Table | None) -> Iterator[Any]:
+    # each table carries its own hints, so neither inherits the other's columns
+    if sendsms is not None and sendsms.num_rows:
+        yield dlt.mark.with_hints(sendsms, _sendsms_hints(), create_table_variant=True)
+    if events is not None and events.num_rows:
+        yield dlt.mark.with_hints(events, _events_hints(), create_table_variant=True)
+
+
+def _before(record: Any, start: Any) -> bool:
+    """Whether a record's `updated` parses and is older than the run's window (full scans)."""
+    if start is None or not isinstance(record, dict):
+        return False
+    try:
+        return bool(parse_api_time(record.get(CURSOR_FIELD)) < start)
+    except BadRecordError:
+        return False
+
+
+def retry_resource(
+    client: QuorumClient,
+    *,
+    reject_log: RejectLog,
+    policy: PersonalDataPolicy | None,
+    close: Callable[[], None] | None = None,
+) -> DltResource:
+    """The `sendsms_retry` resource: every open reject fetched again by id.
+
+    Not incremental on purpose: a rejected record's `updated` may be older than the cursor,
+    which moved past it; this retry, not the cursor, brings it back. A record that now loads
+    is merged into `sendsms` and its reject deleted; one the API no longer has (404) is
+    marked `gone`; one still bad keeps its reject with a new `last_seen_at`.
+    """
+
+    @dlt.resource(name="sendsms_retry", table_name=REJECTS_TABLE)
+    def sendsms_retry() -> Iterator[Any]:
+        try:
+            yield from _retry(client, reject_log, policy)
+        finally:
+            (close or client.close)()
+
+    return sendsms_retry
+
+
+def _retry(
+    client: QuorumClient, reject_log: RejectLog, policy: PersonalDataPolicy | None
+) -> Iterator[Any]:
+    ids = reject_log.retry_ids()
+    if ids:
+        _stamp_run_id(reject_log)
+        touched: list[str] = []
+        for record_id in ids:
+            record = client.get_sendsms(record_id)
+            if record is None:
+                reject_log.gone(record_id)
+                touched.append(f"id:{record_id}")
+                continue
+            split = split_page([record], policy)
+            if split.bad:
+                touched.append(reject_log.reject(record, split.bad[0][1]))
+                continue
+            yield from _data_items(split.sendsms, split.events)
+            reject_log.resolve(record_id)
+            touched.append(f"id:{record_id}")
+        table = reject_log.table(touched)
+        if table is not None:
+            yield dlt.mark.with_hints(table, _rejects_hints(), create_table_variant=True)
 
 
 __all__ = [
@@ -244,5 +385,6 @@ __all__ = [
     "check_settings",
     "effective_lag",
     "quorum_source",
+    "retry_resource",
     "sendsms_resource",
 ]

@@ -35,6 +35,7 @@ from pipelines.errors import (
     SendOutcomeUnknownError,
 )
 from pipelines.quorum import settings
+from pipelines.quorum.jsontext import loads_tolerant
 from pipelines.redaction import install_log_redaction, redact, register_secret
 
 Params = Sequence[tuple[str, str | int | float | bool | None]]
@@ -185,11 +186,17 @@ class QuorumClient:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def get_json(self, path: str, params: Params) -> Any:
+    def get_json(self, path: str, params: Params, *, missing_ok: bool = False) -> Any:
         """GET `path` with `params` plus the credentials; return the decoded JSON body.
 
         Transient failures are retried with exponential backoff and full jitter, honouring
-        `Retry-After`, within `max_attempts` and `max_total_wait`.
+        `Retry-After`, within `max_attempts` and `max_total_wait`. A body orjson refuses but
+        that is valid JSON (a lone surrogate) is parsed by `loads_tolerant`, not retried.
+
+        Args:
+            path: the API path.
+            params: query parameters (the credentials are added).
+            missing_ok: return None on 404 instead of raising (a detail that is gone).
 
         Raises:
             AuthError: 401 or 403 (never retried).
@@ -204,7 +211,7 @@ class QuorumClient:
             reraise=True,
         )
         try:
-            return retrying(self._get_once, path, params)
+            return retrying(self._get_once, path, params, missing_ok)
         except TransientApiError as error:
             raise ApiUnavailableError(
                 f"The Quorum API kept failing on {path}: {error} (gave up after "
@@ -213,7 +220,11 @@ class QuorumClient:
                 "sync again later, and check the API's status if it keeps happening."
             ) from None
 
-    def _get_once(self, path: str, params: Params) -> Any:
+    def get_sendsms(self, record_id: int) -> Any:
+        """`GET /api/sendsms/{id}/`: the record as the API serves it, or None when it is gone."""
+        return self.get_json(f"{settings.LIST_PATH}{int(record_id)}/", [], missing_ok=True)
+
+    def _get_once(self, path: str, params: Params, missing_ok: bool = False) -> Any:
         self._rate.wait()
         self.stats.count_request()
         query: list[tuple[str, str | int | float | bool | None]] = [*params, *self._auth.items()]
@@ -225,10 +236,16 @@ class QuorumClient:
             raise TransientApiError(
                 f"the connection failed ({type(error).__name__})"
             ) from None
+        if missing_ok and response.status_code == 404:
+            return None
         self._raise_for_status(response, path)
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:
+            pass
+        try:
+            return loads_tolerant(response.content)
+        except ValueError:
             raise TransientApiError("the response body was not valid JSON") from None
 
     def _raise_for_status(self, response: httpx.Response, path: str) -> None:

@@ -55,17 +55,36 @@ class PagingStats:
     notes: list[str] = field(default_factory=list)
 
 
-def _record_key(record: Any) -> tuple[datetime, int]:
-    if not isinstance(record, dict) or not isinstance(record.get("id"), int):
-        raise BadRecordError(
-            "The API returned a SendSMS record without an integer `id` "
-            f"({str(record)[:80]!r}...). Nothing from this run was loaded and the saved cursor "
-            "is unchanged; report it to Quorum support."
+def _record_key(record: Any) -> tuple[datetime, int] | None:
+    """A record's (`updated`, `id`), or None when either cannot be read.
+
+    Such a record plays no part in ordering or in moving the keyset; it is still handed on,
+    and the source sets it aside as a reject (`pipelines.quorum.rejects`).
+    """
+    if not isinstance(record, dict) or type(record.get("id")) is not int:
+        return None
+    try:
+        updated = parse_api_time(
+            record.get(settings.CURSOR_FIELD), record_id=record["id"], field_name="updated"
         )
-    updated = parse_api_time(
-        record.get(settings.CURSOR_FIELD), record_id=record["id"], field_name="updated"
-    )
+    except BadRecordError:
+        return None
     return updated, record["id"]
+
+
+def _record_id(record: Any) -> int | None:
+    """A record's integer `id`, or None (a reject that cannot take part in id ordering)."""
+    if isinstance(record, dict) and type(record.get("id")) is int:
+        return int(record["id"])
+    return None
+
+
+def _stuck(what: str) -> BadRecordError:
+    return BadRecordError(
+        f"A whole page of SendSMS records had no readable {what}, so paging cannot move past "
+        "it. That is a change of the API's format, not a bad record: nothing from this run "
+        "was loaded and the saved cursor is unchanged; report it to Quorum support."
+    )
 
 
 def _respects_lower_bound(updated: datetime, lower: datetime) -> bool:
@@ -175,22 +194,26 @@ class Pager:
                     f"the API refused keyset paging: {error.api_message.rstrip('.')}"
                 ) from None
             keys = [_record_key(record) for record in objects]
-            self._check_keyset_page(keys, lower)
+            readable = [key for key in keys if key is not None]
+            self._check_keyset_page(readable, lower)
             fresh = [
                 record
-                for record, (updated, record_id) in zip(objects, keys, strict=True)
-                if not (updated == top and record_id in seen_at_top)
+                for record, key in zip(objects, keys, strict=True)
+                if key is None or not (key[0] == top and key[1] in seen_at_top)
             ]
-            for updated, record_id in keys:
+            progressed = False
+            for updated, record_id in readable:
                 if top is None or updated > top:
-                    top, seen_at_top = updated, {record_id}
-                elif updated == top:
+                    top, seen_at_top, progressed = updated, {record_id}, True
+                elif updated == top and record_id not in seen_at_top:
                     seen_at_top.add(record_id)
+                    progressed = True
             if fresh:
                 yield self._emit(fresh)
             if not more or len(objects) < self.page_size:
                 return
-            assert top is not None
+            if top is None or not progressed:
+                raise _stuck("`updated` and `id`")
             if len(seen_at_top) > self.page_size // 2:
                 # One instant holds (nearly) a page: read it as a bucket by id, then go past it.
                 yield from self._bucket(top, seen_at_top)
@@ -229,10 +252,16 @@ class Pager:
                     f"the API refused id paging in a bucket: {error.api_message.rstrip('.')}"
                 ) from None
             fresh: Page = []
+            page_start = last_id
             for record in objects:
-                updated, record_id = _record_key(record)
-                if (last_id is not None and record_id <= last_id) or not (
-                    _respects_lower_bound(updated, instant) and updated < upper
+                record_id = _record_id(record)
+                if record_id is None:
+                    fresh.append(record)  # a reject: handed on, no part in the ordering
+                    continue
+                key = _record_key(record)
+                if (last_id is not None and record_id <= last_id) or (
+                    key is not None
+                    and not (_respects_lower_bound(key[0], instant) and key[0] < upper)
                 ):
                     raise CapabilityError("the API ignored `order_by=id` or a filter in a bucket")
                 last_id = record_id
@@ -242,6 +271,8 @@ class Pager:
                 yield self._emit(fresh)
             if not more or len(objects) < self.page_size:
                 return
+            if last_id == page_start:
+                raise _stuck("`id`")
 
     # -- full scan ---------------------------------------------------------------------------
 
@@ -262,7 +293,7 @@ class Pager:
                     raise
                 by_id = False
                 continue
-            ids = [_record_key(record)[1] for record in objects]
+            ids = [i for i in map(_record_id, objects) if i is not None]
             in_order = all(b > a for a, b in itertools.pairwise(ids)) and (
                 last_id is None or not ids or ids[0] > last_id
             )
@@ -280,6 +311,8 @@ class Pager:
                 self.stats.notes.append("the id filter is not available: offset paging by id")
             if ids:
                 last_id = ids[-1]
+            elif by_id and more and len(objects) >= self.page_size:
+                raise _stuck("`id`")
             offset += len(objects)
             if objects:
                 yield self._emit(objects)

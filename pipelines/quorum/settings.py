@@ -145,6 +145,15 @@ class QuorumSourceSettings(BaseConfiguration):
         "or ordering.",
     )
 
+    max_reject_fraction: float = setting(
+        0.01,
+        "Records that cannot be loaded are set aside in quorum_raw.sendsms_rejects and retried "
+        "by id every run (exit 5). When more than this share of a run's records are new "
+        "rejects, the API's format changed: the run fails with nothing loaded. 0 makes any "
+        "new bad record fail the run.",
+        minimum=0,
+    )
+
     @property
     def rate_ceiling(self) -> float | None:
         """`requests_per_second` as the client takes it: None when there is no ceiling."""

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from pipelines.errors import ApiBadRequestError
+from pipelines.errors import ApiBadRequestError, BadRecordError
 from pipelines.quorum import settings
 from pipelines.quorum.client import QuorumClient
 from pipelines.quorum.paging import (
@@ -54,9 +54,13 @@ def _probe(
     if not objects or not isinstance(objects[0], dict):
         return total, None
     first = objects[0]
-    return total, parse_api_time(
-        first.get(settings.CURSOR_FIELD), record_id=first.get("id"), field_name="updated"
-    )
+    try:
+        return total, parse_api_time(
+            first.get(settings.CURSOR_FIELD), record_id=first.get("id"), field_name="updated"
+        )
+    except BadRecordError:
+        # a malformed record at the edge of the range: the sequential pager sets it aside
+        raise CapabilityError("a probe's record has no readable `updated`") from None
 
 
 def plan_slices(

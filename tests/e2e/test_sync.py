@@ -170,7 +170,11 @@ def test_api_failing_for_good_exits_4_and_changes_nothing(
     assert (table_digest(sync_env), saved_cursor(sync_env)) == before
 
 
-def test_malformed_record_fails_cleanly_and_changes_nothing(sync_env, simulator_factory, capsys):
+def test_malformed_record_fails_cleanly_and_changes_nothing(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    # strict mode: any new bad record fails the run (quarantine: tests/e2e/test_quarantine.py)
+    monkeypatch.setenv("SOURCES__QUORUM__MAX_REJECT_FRACTION", "0")
     sim = simulator_factory(n_records=1500)
     assert sync(capsys, sim.base_url)[0] == 0
     before = (table_digest(sync_env), saved_cursor(sync_env))
