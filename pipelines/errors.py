@@ -6,6 +6,9 @@ contains a URL with credentials (see `pipelines.redaction.redact`).
 
 from __future__ import annotations
 
+#: Exit code of a sync that loaded everything it could but set records aside as rejects.
+EXIT_LOADED_WITH_REJECTS = 5
+
 
 class QuorumSmsError(Exception):
     """Base class: an error the CLI reports as one paragraph and turns into `exit_code`."""

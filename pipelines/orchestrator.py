@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
-from pipelines.errors import NotifyError, QuorumSmsError
+from pipelines.errors import EXIT_LOADED_WITH_REJECTS, NotifyError, QuorumSmsError
 from pipelines.lock import database_lock
 from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
@@ -56,7 +56,8 @@ class RunReporter:
         """The analytics file that BI tools read was replaced by the new build."""
 
     def failed(self, text: str) -> None:
-        """The run failed; `text` is the redacted failure summary (cron mail, webhook)."""
+        """The run failed, or loaded with records set aside (exit 5); `text` is the redacted
+        summary for the cron mail, also posted to the webhook."""
 
 
 @dataclass
@@ -69,6 +70,13 @@ class RunResult:
     models: BuildResult | None = None
     published: PublishResult | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 5 when the run loaded what it could but records are set aside as rejects."""
+        if self.summary is not None and self.summary.records_rejected:
+            return EXIT_LOADED_WITH_REJECTS
+        return 0
 
 
 @dataclass
@@ -90,14 +98,18 @@ Step = Callable[[_Run], None]
 
 def _sync_step(run: _Run) -> None:
     run.observer.on_page = run.reporter.progress
-    run.result.summary = run_sync(run.config, observer=run.observer, policy=run.policy)
+    run.result.summary = run_sync(
+        run.config, observer=run.observer, policy=run.policy, run_id=run.result.run_id
+    )
     run.reporter.synced(run.result.summary)
 
 
 def _record_sync_step(run: _Run) -> None:
     # before the models: `sync_freshness` reads this row
     if run.recorder is not None and run.result.summary is not None:
-        run.recorder.finish("succeeded", _summary_counts(run.result.summary))
+        run.recorder.finish(
+            "succeeded", _summary_counts(run.result.summary), exit_code=run.result.exit_code
+        )
         run.loaded = True
 
 
@@ -139,12 +151,17 @@ def run_nightly(
             for step in steps:
                 step(run)
             if run.recorder is not None and not run.loaded:
-                run.recorder.finish("succeeded", _summary_counts(run.result.summary))
+                run.recorder.finish(
+                    "succeeded", _summary_counts(run.result.summary),
+                    exit_code=run.result.exit_code,
+                )
     except BaseException as error:
         _record_failure(run, error)
         if not isinstance(error, KeyboardInterrupt):
             _alert(run, error)
         raise
+    if run.result.exit_code == EXIT_LOADED_WITH_REJECTS:
+        _announce(run, rejects_text(run.config, run.result))
     return run.result
 
 
@@ -212,8 +229,34 @@ def failure_text(config: SyncConfig, error: BaseException, run_id: str | None) -
     return redact("\n".join(lines))
 
 
+def rejects_text(config: SyncConfig, result: RunResult) -> str:
+    """The summary of a run that set records aside (exit 5), for the cron mail and webhook."""
+    summary = result.summary
+    assert summary is not None
+    lines = [
+        f"quorum-sms sync LOADED WITH {summary.records_rejected:,} REJECTED RECORD(S) on "
+        f"{socket.gethostname()} at {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')} "
+        f"(exit code {EXIT_LOADED_WITH_REJECTS})",
+        f"  database  {config.database}",
+        f"  API       {config.source.base_url}",
+    ]
+    if result.run_id:
+        lines.append(f"  run       {result.run_id} (quorum_ops.sync_runs; `quorum-sms status`)")
+    lines.append(
+        f"  rejected  {summary.records_rejected:,} open ({summary.rejects_new:,} new this run); "
+        "every other record loaded. They are in quorum_raw.sendsms_rejects and are fetched "
+        "again by id every run until they load; report the ids to Quorum support."
+    )
+    lines += [f"    id {record_id}: {reason}" for record_id, reason in summary.reject_samples]
+    return redact("\n".join(lines))
+
+
 def _alert(run: _Run, error: BaseException) -> None:
-    text = failure_text(run.config, error, run.result.run_id)
+    _announce(run, failure_text(run.config, error, run.result.run_id))
+
+
+def _announce(run: _Run, text: str) -> None:
+    """Tell the cron mail (through the reporter) and the webhook, once."""
     run.reporter.failed(text)
     try:
         webhook = load_webhook_url(run.config.run)
@@ -241,6 +284,9 @@ def _summary_counts(summary: SyncSummary | None) -> RunCounts:
         paging_mode=summary.paging_mode,
         cursor_before=summary.cursor_before,
         cursor_after=summary.cursor_after,
+        records_rejected=summary.records_rejected,
+        rejected_sample="; ".join(f"id {i}: {reason}" for i, reason in summary.reject_samples)
+        or None,
     )
 
 

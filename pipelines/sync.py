@@ -18,6 +18,7 @@ from typing import Any
 
 import dlt
 import duckdb
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -25,6 +26,7 @@ from pipelines.config import SyncConfig
 from pipelines.errors import QuorumSmsError, SyncFailed
 from pipelines.quorum import SourceObserver, effective_lag, quorum_source, settings
 from pipelines.quorum.normalize import PersonalDataPolicy
+from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
 from pipelines.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,13 @@ class SyncSummary:
     cursor_after: str | None = None
     read_from: str | None = None
     pending_load_finished: bool = False
+    #: open rejects after this run (records set aside in quorum_raw.sendsms_rejects)
+    records_rejected: int = 0
+    rejects_new: int = 0
+    rejects_resolved: int = 0
+    rejects_gone: int = 0
+    #: the first few (id, reason) of the open rejects
+    reject_samples: list[tuple[int | None, str]] = field(default_factory=list)
     duration_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -66,6 +75,14 @@ class SyncSummary:
             ("cursor after", self.cursor_after or "none"),
             ("duration", f"{self.duration_seconds:.1f} s"),
         ]
+        if self.records_rejected or self.rejects_resolved or self.rejects_gone:
+            rows.append((
+                "rejected",
+                f"{self.records_rejected:,} set aside in quorum_raw.sendsms_rejects "
+                f"({self.rejects_new:,} new), {self.rejects_resolved:,} earlier rejects loaded, "
+                f"{self.rejects_gone:,} gone at the source",
+            ))
+            rows += [("  reject", f"id {i}: {reason}") for i, reason in self.reject_samples]
         if self.pending_load_finished:
             rows.append(("note", "finished the load a previous run left pending"))
         rows += [("note", note) for note in self.notes]
@@ -134,6 +151,19 @@ def count_records(config: SyncConfig) -> int | None:
     return int(row[0]) if row else None
 
 
+def known_rejects(pipeline: dlt.Pipeline) -> list[KnownReject]:
+    """The rows of `quorum_raw.sendsms_rejects` in the destination (none before the first).
+
+    The source fetches the open ones again by id and keeps their `first_seen_at`.
+    """
+    try:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(KNOWN_REJECTS_QUERY) or []
+    except DatabaseUndefinedRelation:
+        return []
+    return [KnownReject(*row) for row in rows]
+
+
 def unwrap(error: BaseException) -> BaseException:
     """The error of ours that dlt wrapped (PipelineStepFailed, extraction errors), if any."""
     seen: set[int] = set()
@@ -154,6 +184,7 @@ def run_sync(
     *,
     observer: SourceObserver | None = None,
     policy: PersonalDataPolicy | None = None,
+    run_id: str | None = None,
 ) -> SyncSummary:
     """Run one sync end to end and return its summary; the caller holds the database lock.
 
@@ -161,6 +192,7 @@ def run_sync(
         config: the validated settings.
         observer: filled by the source as it reads (progress, and counts of a failed run).
         policy: the personal-data policy, applied before anything is written.
+        run_id: the run history's id, stored with every reject row.
 
     Raises:
         QuorumSmsError: a typed error (auth, API unavailable, bad record, ...); a failure of
@@ -170,7 +202,7 @@ def run_sync(
     summary = SyncSummary(database=config.database)
     pipeline = make_pipeline(config)
     try:
-        _sync(pipeline, config, summary, observer or SourceObserver(), policy)
+        _sync(pipeline, config, summary, observer or SourceObserver(), policy, run_id)
     except PipelineStepFailed as error:
         inner = unwrap(error)
         if isinstance(inner, QuorumSmsError):
@@ -190,6 +222,7 @@ def _sync(
     summary: SyncSummary,
     observer: SourceObserver,
     policy: PersonalDataPolicy | None,
+    run_id: str | None,
 ) -> None:
     pipeline.sync_destination()
     if pipeline.has_pending_data:
@@ -207,7 +240,13 @@ def _sync(
         summary.notes.append(
             f"lag widened to {source_settings.lag_seconds:.0f} s after the last run's full scan"
         )
-    source = quorum_source(source_settings, observer=observer, policy=policy)
+    source = quorum_source(
+        source_settings,
+        observer=observer,
+        policy=policy,
+        known_rejects=[] if config.full_refresh else known_rejects(pipeline),
+        run_id=run_id,
+    )
     if config.full_refresh:
         pipeline.run(source, loader_file_format="parquet", refresh="drop_sources")
     else:
@@ -216,6 +255,11 @@ def _sync(
     summary.cursor_after = saved_cursor(pipeline)
     summary.pages = observer.pages
     summary.records_fetched = observer.records
+    summary.records_rejected = observer.rejects.rejected
+    summary.rejects_new = observer.rejects.new
+    summary.rejects_resolved = observer.rejects.resolved
+    summary.rejects_gone = observer.rejects.gone
+    summary.reject_samples = list(observer.rejects.samples)
     if observer.client is not None:
         summary.requests = observer.client.stats.requests
         summary.retries = observer.client.stats.retries

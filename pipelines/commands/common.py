@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 EXIT_CODES = (
-    "Exit codes: 0 done, 2 bad configuration or usage, 3 authorization failure, 4 the API "
-    "kept failing, 1 anything else."
+    "Exit codes: 0 done, 5 loaded, with rejected records (see quorum_raw.sendsms_rejects), "
+    "2 bad configuration or usage, 3 authorization failure, 4 the API kept failing, "
+    "130/143 interrupted, 1 anything else."
 )
 
 

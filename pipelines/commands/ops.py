@@ -168,6 +168,10 @@ def status_command(args: argparse.Namespace) -> int:
             f"{run['records_fetched'] if run['records_fetched'] is not None else '-'} fetched, "
             f"{what}"
         )
+        if run.values.get("records_rejected"):
+            line += f", {run['records_rejected']} rejected (quorum_raw.sendsms_rejects)"
+            if run.values.get("rejected_sample"):
+                line += f"\n      rejected: {str(run['rejected_sample'])[:300]}"
         if run["error"]:
             line += f"\n      error: {str(run['error'])[:300]}"
         print(line)
@@ -182,6 +186,11 @@ def status_command(args: argparse.Namespace) -> int:
             f"{_when(fresh.get('newest_updated_loaded'))} "
             f"({_hours_since(fresh.get('newest_updated_loaded'))})"
         )
+        if fresh.get("rejected_records"):
+            print(
+                f"rejected: {fresh['rejected_records']} record(s) set aside by the last "
+                "successful sync (quorum_raw.sendsms_rejects); they are retried every run"
+            )
     sys.stdout.flush()
     return 0
 

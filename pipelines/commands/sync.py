@@ -80,7 +80,7 @@ class TerminalReporter(RunReporter):
         print(result.summary(), flush=True)
 
     def failed(self, text: str) -> None:
-        """The failure summary, for the cron mail."""
+        """The failure (or rejected-records) summary, for the cron mail."""
         self._end_live_line()
         print(text, file=self.stream, flush=True)
 
@@ -134,8 +134,7 @@ def sync_command(args: argparse.Namespace) -> int:
         build_models=not args.no_models,
         publish_database=args.publish_database,
     )
-    run_nightly(config, TerminalReporter())
-    return 0
+    return run_nightly(config, TerminalReporter()).exit_code
 
 
 def demo_command(args: argparse.Namespace) -> int:

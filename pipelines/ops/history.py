@@ -44,6 +44,8 @@ COLUMNS: dict[str, str] = {
     "records_updated": "BIGINT",
     "events_loaded": "BIGINT",
     "records_deleted": "BIGINT",
+    "records_rejected": "BIGINT",
+    "rejected_sample": "VARCHAR",
     "pages": "BIGINT",
     "requests": "BIGINT",
     "retries": "BIGINT",
@@ -72,6 +74,8 @@ class RunCounts:
     records_updated: int | None = None
     events_loaded: int | None = None
     records_deleted: int | None = None
+    records_rejected: int | None = None
+    rejected_sample: str | None = None
     pages: int | None = None
     requests: int | None = None
     retries: int | None = None
@@ -94,6 +98,10 @@ def ensure_table(connection: duckdb.DuckDBPyConnection) -> None:
     """Create `quorum_ops.sync_runs` if it does not exist (models read it: sync_freshness)."""
     for statement in DDL.split("; "):
         connection.execute(statement)
+    # a warehouse made by an older version lacks the columns added since
+    for name, kind in COLUMNS.items():
+        if "NOT NULL" not in kind:
+            connection.execute(f"alter table {TABLE} add column if not exists {name} {kind}")
 
 
 @contextmanager

@@ -171,10 +171,14 @@ def find_problem(record: Any) -> str | None:
     if not isinstance(record, dict):
         return f"the record is {_kind(record)}, not a JSON object (it cannot be retried by id)"
     record_id = record.get("id")
+    retry = (
+        "retried by its resource_uri's id" if record_id_of(record) is not None
+        else "it cannot be retried by id"
+    )
     if record_id is None:
-        return "`id` is missing (the record cannot be retried by id)"
+        return f"`id` is missing ({retry})"
     if type(record_id) is not int or not _fits(record_id, pa.int64()):
-        return f"`id` is not an integer ({_shown('id', record_id)}; it cannot be retried by id)"
+        return f"`id` is not an integer ({_shown('id', record_id)}; {retry})"
     updated = record.get(settings.CURSOR_FIELD)
     if updated is None or updated == "":
         return "`updated` is missing"
@@ -339,10 +343,28 @@ def apply_policy(record: Any, transform: PersonalDataPolicy | None) -> Any:
     return out
 
 
+_DETAIL_URI = re.compile(r"/api/sendsms/(\d+)/?$")
+
+
+def record_id_of(record: Any) -> int | None:
+    """The record's id: its integer `id`, else the one its `resource_uri` names, else None.
+
+    A record served without a usable `id` but with its detail URI can still be retried by id.
+    """
+    if not isinstance(record, dict):
+        return None
+    value = record.get("id")
+    if type(value) is int:
+        return value
+    match = _DETAIL_URI.search(str(record.get("resource_uri") or ""))
+    return int(match.group(1)) if match else None
+
+
 def reject_key(record: Any, stored_json: str) -> str:
-    """`id:<id>` for a record with an integer id, else a hash of the JSON stored for it."""
-    if isinstance(record, dict) and type(record.get("id")) is int:
-        return f"id:{record['id']}"
+    """`id:<id>` for a record whose id is known (`record_id_of`), else a hash of its JSON."""
+    record_id = record_id_of(record)
+    if record_id is not None:
+        return f"id:{record_id}"
     return "sha256:" + hashlib.sha256(stored_json.encode()).hexdigest()
 
 
@@ -406,9 +428,10 @@ class RejectLog:
 
     def is_retried(self, record: Any) -> bool:
         """Whether the retry of known rejects owns this record (it has the final word)."""
-        if not isinstance(record, dict) or type(record.get("id")) is not int:
+        record_id = record_id_of(record)
+        if record_id is None:
             return False
-        known = self.known.get(f"id:{record['id']}")
+        known = self.known.get(f"id:{record_id}")
         return known is not None and known.status == STATUS_OPEN
 
     def reject(self, record: Any, reason: str) -> str:
@@ -419,8 +442,7 @@ class RejectLog:
             return key
         now = utc_now()
         known = self.known.get(key)
-        record_id = record.get("id") if isinstance(record, dict) else None
-        record_id = record_id if type(record_id) is int else None
+        record_id = record_id_of(record)
         reason = redact(reason)
         self._rows[key] = {
             "reject_key": key,

@@ -11,7 +11,8 @@ with runs as (
         status,
         started_at,
         finished_at,
-        records_loaded
+        records_loaded,
+        records_rejected
     from quorum_ops.sync_runs
     where command = 'sync'
 ),
@@ -26,7 +27,9 @@ raw_records as (
 successes as (
     select
         max(finished_at) as last_successful_sync_at,
-        count(*) as successful_runs
+        count(*) as successful_runs,
+        -- rejected_records = records the last successful sync left set aside (still open)
+        coalesce(arg_max(records_rejected, finished_at), 0) as rejected_records
     from runs
     where status = 'succeeded'
 ),
@@ -73,6 +76,7 @@ final as (
         latest.last_run_started_at,
         failures_since.failed_runs_since_success,
         successes.successful_runs,
+        successes.rejected_records,
         loaded.live_records,
         loaded.deleted_at_source_records
     from successes

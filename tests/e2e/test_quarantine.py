@@ -15,6 +15,7 @@ import orjson
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.cli import main
 from pipelines.config import load_sync_config
 from pipelines.errors import BadRecordError
 from pipelines.quorum import SourceObserver, quorum_source
@@ -23,7 +24,7 @@ from pipelines.simulator import Faults
 from pipelines.sync import make_pipeline, unwrap
 from tests.conftest import API_KEY
 from tests.e2e.test_sync import saved_cursor, sync, table_digest
-from tests.e2e.truth import assert_warehouse_equals, warehouse_sendsms
+from tests.e2e.truth import assert_warehouse_equals, expected_sendsms, warehouse_sendsms
 
 
 def known_rejects(database: Path) -> list[KnownReject]:
@@ -194,3 +195,70 @@ def test_bad_records_do_not_break_the_fallback_paging(sync_env, simulator_factor
     assert any(p.mode == "full-scan" for p in observer.pagers)
     assert_warehouse_equals(sync_env, [r for r in truth if r["id"] not in bad])
     assert set(rejects(sync_env)) == set(bad)
+
+
+# -- the nightly command: exit 5, summary, history, status, freshness, mail and webhook --------
+
+
+def test_the_nightly_command_loads_the_good_records_and_exits_5(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    from tests.ops.helpers import history, query
+    from tests.ops.test_history import Receiver
+
+    sim = simulator_factory(n_records=1500)
+    truth = sim.world.ground_truth()
+    kinds = ("updated", "event_timestamp", "wrong_type", "missing_id", "bad_uri",
+             "lone_surrogate")
+    chosen = dict(zip(pick_ids(truth, len(kinds)), kinds, strict=True))
+    sim.faults = Faults(malformed_kinds=chosen)
+    receiver = Receiver()
+    monkeypatch.setenv("QUORUM_WEBHOOK_URL", receiver.url)
+    try:
+        code, output = sync_with_models(capsys, sim.base_url)
+        # the lone surrogate is kept as the text of its escape and loads; the others wait
+        unloadable = {i for i, kind in chosen.items() if kind != "lone_surrogate"}
+        assert code == 5, output
+        (surrogate,) = (i for i, kind in chosen.items() if kind == "lone_surrogate")
+        loaded = warehouse_sendsms(sync_env)
+        expected = expected_sendsms([r for r in truth if r["id"] not in unloadable])
+        assert set(loaded) == set(expected)
+        assert all(loaded[i] == expected[i] for i in expected if i != surrogate)
+        assert "\\ud800" in loaded[surrogate]["message_content"]
+        assert set(rejects(sync_env)) == unloadable
+        assert f"{len(unloadable)} set aside in quorum_raw.sendsms_rejects" in output
+        assert "LOADED WITH 5 REJECTED RECORD(S)" in output
+        (row,) = history(sync_env)
+        assert row["status"] == "succeeded" and row["exit_code"] == 5
+        assert row["records_rejected"] == len(unloadable)
+        assert str(min(unloadable)) in row["rejected_sample"]
+        fresh = query(sync_env, "select rejected_records from analytics.sync_freshness")
+        assert fresh == [(len(unloadable),)]
+        assert len(receiver.bodies) == 1 and "REJECTED" in receiver.bodies[0]["text"]
+        assert main(["status"]) == 0
+        status = capsys.readouterr().out
+        assert f"{len(unloadable)} rejected" in status and "rejected:" in status
+
+        # Quorum fixes the records: the next night loads them and empties the rejects.
+        sim.faults = Faults()
+        code, output = sync_with_models(capsys, sim.base_url)
+        assert code == 0, output
+        assert rejects(sync_env) == {}
+        # every record as served now; the surrogate one keeps the text it was served with
+        # (unchanged at the source, so not read again)
+        loaded = warehouse_sendsms(sync_env)
+        expected = expected_sendsms(sim.world.ground_truth())
+        assert set(loaded) == set(expected)
+        assert all(loaded[i] == expected[i] for i in expected if i != surrogate)
+        assert query(sync_env, "select rejected_records from analytics.sync_freshness") == [(0,)]
+        assert len(receiver.bodies) == 1, "a clean night sends nothing"
+        for text in (output, repr(history(sync_env)), repr(receiver.bodies)):
+            assert API_KEY not in text
+    finally:
+        receiver.close()
+
+
+def sync_with_models(capsys: pytest.CaptureFixture[str], base_url: str) -> tuple[int, str]:
+    code = main(["sync", "--base-url", base_url])
+    out, err = capsys.readouterr()
+    return code, out + err

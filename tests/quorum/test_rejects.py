@@ -54,8 +54,16 @@ _DELETE = object()
         ({"updated": "not-a-date"}, "`updated` is not an ISO 8601 date-time ('not-a-date')"),
         ({"updated": None}, "`updated` is missing"),
         ({"created": 1700000000}, "`created` is not an ISO 8601 date-time (1700000000)"),
-        ({"id": _DELETE}, "`id` is missing (the record cannot be retried by id)"),
-        ({"id": "12"}, "`id` is not an integer ('12'; it cannot be retried by id)"),
+        # the detail URI still names the record, so the retry can fetch it by that id
+        ({"id": _DELETE}, "`id` is missing (retried by its resource_uri's id)"),
+        (
+            {"id": _DELETE, "resource_uri": _DELETE},
+            "`id` is missing (it cannot be retried by id)",
+        ),
+        (
+            {"id": "12", "resource_uri": "/api/sendsms/x/"},
+            "`id` is not an integer ('12'; it cannot be retried by id)",
+        ),
         ({"id": 2**70}, "`id` is not an integer"),
         (
             {"sent_event": {"timestamp": "yesterday", "carrier": "X"}},
@@ -147,11 +155,14 @@ def test_a_policy_that_cannot_read_a_value_withholds_it(records):
 
 
 def test_a_record_without_id_gets_a_stable_key(records):
-    record = spoiled(records[0], id=_DELETE)
+    record = spoiled(records[0], id=_DELETE, resource_uri=_DELETE)
     text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
     assert reject_key(record, text) == reject_key(copy.deepcopy(record), text)
     assert reject_key(record, text).startswith("sha256:")
     assert reject_key(records[0], text) == f"id:{records[0]['id']}"
+    # without `id` but with its detail URI, the record keeps its id (and its retry)
+    named = spoiled(records[0], id=_DELETE)
+    assert reject_key(named, text) == f"id:{records[0]['id']}"
 
 
 def test_first_seen_survives_and_known_rejects_are_not_new(records):
