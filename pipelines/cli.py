@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Sequence
 
 from pipelines.errors import QuorumSmsError
+from pipelines.private_files import set_owner_only_umask
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,8 @@ def print_error(error: BaseException) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
+    # before anything is created: the warehouse and dlt's folder hold personal data
+    set_owner_only_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
