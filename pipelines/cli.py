@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 def print_error(error: BaseException) -> None:
     """Print an error as one wrapped paragraph on stderr."""
     text = " ".join(str(error).split())
-    print(textwrap.fill(f"error: {text}", width=100), file=sys.stderr, flush=True)
+    # paths stay whole (a copied path must work): no breaks at their hyphens
+    wrapped = textwrap.fill(
+        f"error: {text}", width=100, break_on_hyphens=False, break_long_words=False
+    )
+    print(wrapped, file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.commands.common import add_database_argument
-from pipelines.config import load_run_settings, resolve_database
+from pipelines.config import load_run_settings
 
 
 def register(subparsers: Any) -> None:
@@ -62,7 +62,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """Print the terminal report, or write the HTML page."""
-    database = resolve_database(args.database)
+    _, database = load_run_settings(args.database)
     if args.html is not None:
         from pipelines.warehouse.html_report import write_html_report
 
@@ -79,7 +79,7 @@ def run_export(args: argparse.Namespace) -> int:
     """Export the marts as Parquet."""
     from pipelines.warehouse.export import export_marts
 
-    database = resolve_database(args.database)
+    _, database = load_run_settings(args.database)
     files = export_marts(database, args.out)
     print(f"wrote {len(files)} Parquet file(s) to {args.out}")
     for file in files:
