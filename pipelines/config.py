@@ -146,7 +146,9 @@ class QuorumEnvironment(ConfigProvider):
         """The value of `QUORUM_<KEY>` when `key` is a setting of the given section."""
         name = env_name(key)
         for section, fields in self._fields.items():
-            if tuple(sections[: len(section)]) == section and key in fields:
+            # exactly the spec's section: dlt's incremental looks up its own `initial_value`
+            # under sources.quorum.sendsms.updated, which is not this setting
+            if tuple(sections) == section and key in fields:
                 value = os.environ.get(name, "").strip()
                 if not value:
                     return None, name
