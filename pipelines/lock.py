@@ -41,18 +41,18 @@ def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
     lock = filelock.FileLock(str(lock_path), thread_local=False, mode=0o600)
     try:
         lock.acquire(timeout=wait_seconds)
-    except OSError as error:
-        raise ConfigError(
-            f"The lock file {lock_path} cannot be created ({error.strerror}); nothing was "
-            "changed. Fix the folder's permissions, or point --database or QUORUM_DATABASE at "
-            "a writable place."
-        ) from None
     except filelock.Timeout:
         raise BusyError(
             f"Another quorum-sms run is using {database} (it holds {lock_path}); this run waited "
             f"{wait_seconds:g} s and stopped without changing anything. Runs of one database "
             "never overlap: if a run is still going, let it finish; the lock is released as "
             "soon as that process ends."
+        ) from None
+    except OSError as error:  # after Timeout, which is an OSError too
+        raise ConfigError(
+            f"The lock file {lock_path} cannot be created ({error.strerror}); the warehouse was "
+            "not touched. Fix the folder's permissions, or point --database or QUORUM_DATABASE at "
+            "a writable place."
         ) from None
     try:
         yield
