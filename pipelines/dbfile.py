@@ -21,8 +21,9 @@ from pipelines.errors import ConfigError
 #: A DuckDB file carries these bytes at offset 8 of its first block (its main header).
 DUCKDB_MAGIC = b"DUCK"
 MAGIC_OFFSET = 8
-#: Words in DuckDB's error when another process holds the file: not a defect of the file.
-_LOCK_CONFLICT_WORDS = ("Could not set lock", "Conflicting lock")
+#: Words in DuckDB's error when another process (or this one, read-write) holds the file:
+#: not a defect of the file.
+_LOCK_CONFLICT_WORDS = ("Could not set lock", "Conflicting lock", "different configuration")
 
 
 def _first_bytes(path: Path, count: int) -> bytes:

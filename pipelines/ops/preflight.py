@@ -145,8 +145,10 @@ def committed_cursor(config: SyncConfig) -> str | None:
     try:
         with duckdb.connect(str(config.database), read_only=True) as connection:
             row = connection.execute(
-                f"select state from {settings.RAW_DATASET}._dlt_pipeline_state "
-                "where pipeline_name = ? order by version desc limit 1",
+                # only states whose load completed (status 0), as dlt's own restore does
+                f"select s.state from {settings.RAW_DATASET}._dlt_pipeline_state as s "
+                f"join {settings.RAW_DATASET}._dlt_loads as l on l.load_id = s._dlt_load_id "
+                "where s.pipeline_name = ? and l.status = 0 order by s.version desc limit 1",
                 [settings.PIPELINE_NAME],
             ).fetchone()
     except duckdb.Error:
