@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Sequence
 
 from pipelines.errors import QuorumSmsError
+from pipelines.private_files import set_owner_only_umask
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 def print_error(error: BaseException) -> None:
     """Print an error as one wrapped paragraph on stderr."""
     text = " ".join(str(error).split())
-    print(textwrap.fill(f"error: {text}", width=100), file=sys.stderr, flush=True)
+    # paths stay whole (a copied path must work): no breaks at their hyphens
+    wrapped = textwrap.fill(
+        f"error: {text}", width=100, break_on_hyphens=False, break_long_words=False
+    )
+    print(wrapped, file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
+    # before anything is created: the warehouse and dlt's folder hold personal data
+    set_owner_only_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -33,8 +33,11 @@ from dlt.common.configuration.exceptions import (
 from dlt.common.configuration.providers.provider import ConfigProvider
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import DestinationException
 from dlt.common.typing import TSecretStrValue
 
+from pipelines.dbfile import check_database_file
 from pipelines.errors import ConfigError
 from pipelines.quorum import check_settings
 from pipelines.quorum.settings import (
@@ -67,8 +70,9 @@ class RunSettings(BaseConfiguration):
 
     database: str = setting(
         "data/quorum.duckdb",
-        "The DuckDB file. Relative paths are relative to the project folder in the config "
-        "files, and to the current directory in QUORUM_DATABASE and --database.",
+        "The DuckDB file. A relative path is relative to the project folder, here and in "
+        "QUORUM_DATABASE, wherever the command is started from; only the --database flag is "
+        "relative to the current directory.",
         path=True,
     )
     publish_database: str = setting(
@@ -133,9 +137,9 @@ class QuorumEnvironment(ConfigProvider):
     """dlt config provider for the documented names: `QUORUM_<NAME>` for every setting.
 
     It sits above dlt's own providers, so `QUORUM_BASE_URL` beats `SOURCES__QUORUM__BASE_URL`
-    and the toml files. An empty variable counts as unset. A path setting given here is
-    relative to the current directory (a shell user's expectation), so it is made absolute
-    on the way in; relative paths in the config files stay relative to the project.
+    and the toml files. An empty variable counts as unset. A relative path setting given here
+    means what it means in the config files, relative to the project folder: an environment
+    file (cron, systemd) is read from whatever working directory the scheduler uses.
     """
 
     def __init__(self) -> None:
@@ -149,12 +153,14 @@ class QuorumEnvironment(ConfigProvider):
         """The value of `QUORUM_<KEY>` when `key` is a setting of the given section."""
         name = env_name(key)
         for section, fields in self._fields.items():
-            if tuple(sections[: len(section)]) == section and key in fields:
+            # exactly the spec's section: dlt's incremental looks up its own `initial_value`
+            # under sources.quorum.sendsms.updated, which is not this setting
+            if tuple(sections) == section and key in fields:
                 value = os.environ.get(name, "").strip()
                 if not value:
                     return None, name
                 if fields[key].metadata.get("path"):
-                    value = str(Path(value).expanduser().resolve())
+                    value = str(Path(value).expanduser())
                 return value, name
         return None, name
 
@@ -224,19 +230,26 @@ def resolve(spec: TSpec, section: tuple[str, ...]) -> TSpec:
     return resolved
 
 
-def resolve_database(path: str | os.PathLike[str] | None, configured: str | None = None) -> Path:
+def resolve_database(
+    path: str | os.PathLike[str] | None,
+    configured: str | None = None,
+    *,
+    inspect: bool = True,
+) -> Path:
     """The DuckDB file: the flag, else QUORUM_DATABASE, else config, else data/quorum.duckdb.
 
-    A relative `--database` or QUORUM_DATABASE is relative to the current directory, as a
-    shell user expects; a relative path in the config files is relative to the project
-    folder, so cron (started anywhere) and a shell agree on the file.
+    A relative `--database` is relative to the current directory, as a shell user expects; a
+    relative path in a setting (QUORUM_DATABASE, the config files) is relative to the project
+    folder, so cron and systemd (started anywhere, systemd from `/`) and a shell agree.
 
     Args:
         path: the `--database` flag, if given.
         configured: the resolved `database` setting (read here when not given).
+        inspect: refuse an existing file that is no usable DuckDB database (see
+            `pipelines.dbfile.check_database_file`); a command that never opens it skips this.
 
     Raises:
-        ConfigError: the path is a directory.
+        ConfigError: the path is a directory, another kind of file, or a damaged database.
     """
     given = str(path).strip() if path is not None else ""
     if given:
@@ -246,12 +259,9 @@ def resolve_database(path: str | os.PathLike[str] | None, configured: str | None
             configured = resolve(RunSettings(), RUN_SECTION).database
         candidate = Path(configured).expanduser()
         if not candidate.is_absolute():
-            candidate = PROJECT_ROOT / candidate
-    if candidate.exists() and candidate.is_dir():
-        raise ConfigError(
-            f"The database path {candidate} is a directory; give a file path such as "
-            f"{candidate / 'quorum.duckdb'} with --database or QUORUM_DATABASE."
-        )
+            candidate = (PROJECT_ROOT / candidate).resolve()
+    if inspect:
+        check_database_file(candidate)
     return candidate
 
 
@@ -292,6 +302,23 @@ def resolve_publish_database(
     return candidate
 
 
+def check_destination(name: str) -> None:
+    """Refuse a destination dlt does not know before anything is read or written.
+
+    Raises:
+        ConfigError: `name` is neither a dlt destination nor a configured named destination.
+    """
+    try:
+        Destination.from_reference(name)
+    except (DestinationException, ImportError, ValueError):
+        raise ConfigError(
+            f"The destination {name!r} (QUORUM_DESTINATION or [quorum_sms] destination) is not "
+            "a dlt destination, so nothing was read or written. Use duckdb (the default, which "
+            "the models, the report and the run history need), postgres, or another dlt "
+            "destination name such as snowflake or bigquery."
+        ) from None
+
+
 @dataclass(frozen=True)
 class SyncConfig:
     """Everything a command needs, validated: the source's settings, the run's, and flags."""
@@ -310,14 +337,18 @@ class SyncConfig:
         return self.run.destination == "duckdb"
 
 
-def load_run_settings(database: str | None = None) -> tuple[RunSettings, Path]:
+def load_run_settings(
+    database: str | None = None, *, inspect: bool = True
+) -> tuple[RunSettings, Path]:
     """The `[quorum_sms]` settings and the database path, for commands without the API.
 
     Raises:
-        ConfigError: a bad value.
+        ConfigError: a bad value, an unknown destination, or a database path that holds no
+            usable DuckDB database (see `resolve_database`).
     """
     run = resolve(RunSettings(), RUN_SECTION)
-    return run, resolve_database(database, run.database)
+    check_destination(run.destination)
+    return run, resolve_database(database, run.database, inspect=inspect)
 
 
 def load_published_paths(
@@ -340,8 +371,13 @@ def load_sync_config(
     full_refresh: bool = False,
     build_models: bool = True,
     publish_database: str | None = None,
+    inspect_database: bool = True,
 ) -> SyncConfig:
     """Resolve and validate every setting of a command that talks to the API.
+
+    Args:
+        inspect_database: refuse a database path that holds no usable DuckDB file; `send`,
+            which never opens the warehouse, turns it off.
 
     Raises:
         ConfigError: no credentials, or a bad value (see the module docstring).
@@ -351,7 +387,7 @@ def load_sync_config(
         source.base_url = base_url
     if since is not None:
         source.initial_value = since
-    run, path = load_run_settings(database)
+    run, path = load_run_settings(database, inspect=inspect_database)
     return SyncConfig(
         source=check_settings(source),
         run=run,

@@ -8,12 +8,15 @@ locked with `flock`, so the lock is released when the process dies, however it d
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import filelock
 
-from pipelines.errors import BusyError
+from pipelines.dbfile import prepare_location
+from pipelines.errors import BusyError, ConfigError
 
 
 def lock_path_for(database: Path) -> Path:
@@ -30,10 +33,12 @@ def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
 
     Raises:
         BusyError: another run held the lock for `wait_seconds`.
+        ConfigError: the database's folder or lock file cannot be created (nothing changed).
     """
-    database.parent.mkdir(parents=True, exist_ok=True)
+    prepare_location(database)
     lock_path = lock_path_for(database)
-    lock = filelock.FileLock(str(lock_path), thread_local=False)
+    # owner-only whatever the umask: the lock sits beside personal data
+    lock = filelock.FileLock(str(lock_path), thread_local=False, mode=0o600)
     try:
         lock.acquire(timeout=wait_seconds)
     except filelock.Timeout:
@@ -43,7 +48,33 @@ def database_lock(database: Path, wait_seconds: float) -> Iterator[None]:
             "never overlap: if a run is still going, let it finish; the lock is released as "
             "soon as that process ends."
         ) from None
+    except OSError as error:  # after Timeout, which is an OSError too
+        raise ConfigError(
+            f"The lock file {lock_path} cannot be created ({error.strerror}); the warehouse was "
+            "not touched. Fix the folder's permissions, or point --database or QUORUM_DATABASE at "
+            "a writable place."
+        ) from None
     try:
         yield
     finally:
         lock.release()
+
+
+def lock_is_held(database: Path) -> bool:
+    """Whether a run holds the database's lock now; creates and changes nothing.
+
+    `flock` on a descriptor opened read-only is allowed and leaves the file as it is.
+    """
+    try:
+        descriptor = os.open(lock_path_for(database), os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: no run has ever held it, or it cannot be read
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(descriptor)

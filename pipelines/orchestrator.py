@@ -25,6 +25,7 @@ from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
 from pipelines.ops.privacy import make_policy
 from pipelines.ops.reconcile import ReconcileResult, apply_deletions, read_live_ids
+from pipelines.private_files import owner_only_umask, restrict
 from pipelines.quorum import SourceObserver
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
@@ -145,7 +146,9 @@ def run_nightly(
     try:
         run.policy = make_policy(load_pii_settings(config.run))
         run.reporter.started(config)
-        with database_lock(config.database, config.run.lock_wait_seconds):
+        with owner_only_umask(), database_lock(config.database, config.run.lock_wait_seconds):
+            if config.is_duckdb:
+                restrict(config.database)  # what older versions left readable by others
             _remove_stale_publishes(run)
             _start_history(run)
             for step in steps:
@@ -352,7 +355,8 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
         QuorumSmsError: the API failed, the warehouse has no raw table, or the share to mark
             was implausible (nothing changed); recorded in the run history first.
     """
-    with database_lock(config.database, config.run.lock_wait_seconds):
+    with owner_only_umask(), database_lock(config.database, config.run.lock_wait_seconds):
+        restrict(config.database)
         recorder = RunRecorder(config.database, "reconcile")
         recorder.start()
         result = ReconcileResult()

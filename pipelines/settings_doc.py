@@ -52,6 +52,11 @@ def render_config_toml() -> str:
                                        subsequent_indent="# ") + "\n")
             parts.append(f"{field.name} = {_toml_value(field.default)}\n")
     parts.append('\n[runtime]\nlog_level = "WARNING"\n')
+    parts.append(
+        "\n[load]\n# dlt deletes a package's data files once they are loaded: they are a "
+        "plaintext copy of\n# the night's records (personal data included). The sync also "
+        "removes loaded packages.\ndelete_completed_jobs = true\n"
+    )
     return "".join(parts)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,24 @@ def saved_cursor(pipeline: dlt.Pipeline) -> str | None:
     return None if value is None else str(value)
 
 
+def delete_loaded_packages(pipeline: dlt.Pipeline) -> int:
+    """Delete the load packages dlt has finished loading; return how many.
+
+    dlt keeps every loaded package (the night's records as Parquet, personal data included)
+    under `load/loaded/` for ever; the warehouse has the data, so they are only a plaintext
+    copy that grows every night. Packages not yet loaded (`load/normalized/`: a load that
+    failed or was killed, which the next run finishes first) are never touched, and neither
+    is an aborted package (kept for diagnosis).
+    """
+    removed = 0
+    for load_id in pipeline.list_completed_load_packages():
+        info = pipeline.get_load_package_info(load_id)
+        if info.state == "loaded":
+            shutil.rmtree(info.package_path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def count_records(config: SyncConfig) -> int | None:
     """Rows in `quorum_raw.sendsms` (DuckDB only), or None when the table does not exist."""
     if not config.is_duckdb or not config.database.exists():
@@ -251,6 +270,7 @@ def _sync(
         pipeline.run(source, loader_file_format="parquet", refresh="drop_sources")
     else:
         pipeline.run(source, loader_file_format="parquet")
+    delete_loaded_packages(pipeline)
     summary.read_from = observer.cursor_start.isoformat() if observer.cursor_start else None
     summary.cursor_after = saved_cursor(pipeline)
     summary.pages = observer.pages

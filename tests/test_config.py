@@ -44,15 +44,15 @@ def test_since_accepts_dates_and_datetimes_in_utc(given, expected):
 def test_flags_beat_environment_beat_dlt_config(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("QUORUM_USERNAME", "u")
     monkeypatch.setenv("QUORUM_API_KEY", "k" * 12)
-    monkeypatch.setenv("SOURCES__QUORUM__BASE_URL", "http://dlt-env.example")
-    monkeypatch.setenv("QUORUM_BASE_URL", "http://quorum-env.example")
+    monkeypatch.setenv("SOURCES__QUORUM__BASE_URL", "https://dlt-env.example")
+    monkeypatch.setenv("QUORUM_BASE_URL", "https://quorum-env.example")
     config = load_sync_config(database=str(tmp_path / "w.duckdb"))
-    assert config.source.base_url == "http://quorum-env.example"
-    config = load_sync_config(base_url="http://flag.example", database=str(tmp_path / "w.duckdb"))
-    assert config.source.base_url == "http://flag.example"
+    assert config.source.base_url == "https://quorum-env.example"
+    config = load_sync_config(base_url="https://flag.example", database=str(tmp_path / "w.duckdb"))
+    assert config.source.base_url == "https://flag.example"
     monkeypatch.delenv("QUORUM_BASE_URL")
     config = load_sync_config(database=str(tmp_path / "w.duckdb"))
-    assert config.source.base_url == "http://dlt-env.example"
+    assert config.source.base_url == "https://dlt-env.example"
 
 
 def test_non_numeric_setting_is_a_config_error(monkeypatch, tmp_path):
@@ -60,7 +60,7 @@ def test_non_numeric_setting_is_a_config_error(monkeypatch, tmp_path):
     monkeypatch.setenv("QUORUM_API_KEY", "k" * 12)
     monkeypatch.setenv("SOURCES__QUORUM__PAGE_SIZE", "lots")
     with pytest.raises(ConfigError, match="page_size"):
-        load_sync_config(base_url="http://x.example", database=str(tmp_path / "w.duckdb"))
+        load_sync_config(base_url="https://x.example", database=str(tmp_path / "w.duckdb"))
 
 
 def test_every_setting_answers_to_its_quorum_name_above_dlts_own(monkeypatch, tmp_path):
@@ -69,6 +69,6 @@ def test_every_setting_answers_to_its_quorum_name_above_dlts_own(monkeypatch, tm
     monkeypatch.setenv("SOURCES__QUORUM__PAGE_SIZE", "300")
     monkeypatch.setenv("QUORUM_PAGE_SIZE", "250")
     monkeypatch.setenv("QUORUM_LOCK_WAIT_SECONDS", "2.5")
-    config = load_sync_config(base_url="http://x.example", database=str(tmp_path / "w.duckdb"))
+    config = load_sync_config(base_url="https://x.example", database=str(tmp_path / "w.duckdb"))
     assert config.source.page_size == 250
     assert config.run.lock_wait_seconds == 2.5

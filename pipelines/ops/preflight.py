@@ -1,17 +1,18 @@
 """The pre-flight check (`quorum-sms check`): prove a sync would work before cron finds out.
 
 Each step is a `CheckResult`; a failed step does not stop the later ones that do not depend
-on it, so one run lists every problem. Nothing is written to the warehouse.
+on it, so one run lists every problem. Nothing is written: no folder, no lock file, no dlt
+working folder; the warehouse is only opened read-only.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import duckdb
+from dlt.pipeline.state_sync import decompress_state
 
 from pipelines.config import (
     SyncConfig,
@@ -19,12 +20,12 @@ from pipelines.config import (
     load_sync_config,
     load_webhook_url,
 )
-from pipelines.errors import BusyError, QuorumSmsError
-from pipelines.lock import database_lock
+from pipelines.dbfile import location_problem
+from pipelines.errors import QuorumSmsError
+from pipelines.lock import lock_is_held
 from pipelines.quorum import settings
 from pipelines.quorum.client import QuorumClient
 from pipelines.redaction import redact
-from pipelines.sync import make_pipeline, saved_cursor
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def _check_credentials(config: SyncConfig) -> CheckResult:
 
 
 def _check_database(config: SyncConfig) -> CheckResult:
+    # Reads only: no folder, no lock file, no dlt working folder is created here. That the
+    # path holds a usable DuckDB file (or nothing yet) was checked with the settings.
     if not config.is_duckdb:
         return CheckResult(
             "database",
@@ -111,57 +114,60 @@ def _check_database(config: SyncConfig) -> CheckResult:
             f"destination {config.run.destination} (checked by dlt when it loads)",
         )
     database = config.database
-    try:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=database.parent, prefix=".quorum-sms-check-"):
-            pass
-    except OSError as error:
+    problem = location_problem(database)
+    if problem:
         return CheckResult(
             "database",
             False,
-            f"cannot write in {database.parent} ({error.strerror}); fix the folder's "
-            "permissions or point QUORUM_DATABASE / --database elsewhere",
+            f"{database} cannot be written: {problem}; fix the folder's permissions or point "
+            "QUORUM_DATABASE / --database elsewhere",
             2,
         )
     if not database.exists():
         return CheckResult("database", True, f"{database} will be created by the first sync")
     if not os.access(database, os.W_OK):
         return CheckResult("database", False, f"{database} is not writable by this user", 2)
-    try:
-        with database_lock(database, 0):
-            connection = duckdb.connect(str(database))
-            connection.close()
-    except BusyError:
+    if lock_is_held(database):
         return CheckResult(
             "database", True, f"{database} is writable; a run is using it right now"
-        )
-    except duckdb.Error as error:
-        return CheckResult(
-            "database",
-            False,
-            f"DuckDB cannot open {database} for writing: {str(error).splitlines()[0]}; if a BI "
-            "tool holds it open, close it before the sync runs",
-            1,
         )
     return CheckResult("database", True, f"{database} is writable")
 
 
+def committed_cursor(config: SyncConfig) -> str | None:
+    """The cursor of the last committed load, read from the DuckDB file without writing.
+
+    The destination's state is the truth (the local dlt folder may be gone); opening the
+    file read-only leaves it, its WAL and dlt's folder as they are.
+    """
+    if not config.is_duckdb or not config.database.exists():
+        return None
+    try:
+        with duckdb.connect(str(config.database), read_only=True) as connection:
+            row = connection.execute(
+                # only states whose load completed (status 0), as dlt's own restore does
+                f"select s.state from {settings.RAW_DATASET}._dlt_pipeline_state as s "
+                f"join {settings.RAW_DATASET}._dlt_loads as l on l.load_id = s._dlt_load_id "
+                "where s.pipeline_name = ? and l.status = 0 order by s.version desc limit 1",
+                [settings.PIPELINE_NAME],
+            ).fetchone()
+    except duckdb.Error:
+        return None  # no load yet, or a run holds the file: described as a first sync
+    if row is None:
+        return None
+    state = decompress_state(row[0])
+    try:
+        value = state["sources"]["quorum"]["resources"][settings.SENDSMS_TABLE]["incremental"][
+            settings.CURSOR_FIELD
+        ]["last_value"]
+    except (KeyError, TypeError):
+        return None
+    return None if value is None else str(value)
+
+
 def describe_next_sync(config: SyncConfig) -> str:
     """In plain words: from which cursor, into which database, what the sync would read."""
-    cursor: str | None = None
-    if config.is_duckdb and config.database.exists():
-        pipeline = make_pipeline(config)
-        try:
-            # the destination's state is the truth (the local folder may be gone); only
-            # read it when no run is using the database
-            with database_lock(config.database, 0):
-                pipeline.sync_destination()
-        except BusyError:
-            pass
-        except Exception:
-            # a check reports; odd local state must not crash it (the local cursor is used)
-            pass
-        cursor = saved_cursor(pipeline)
+    cursor = committed_cursor(config)
     target = (
         f"the DuckDB file {config.database}"
         if config.is_duckdb

@@ -62,7 +62,7 @@ def plan_send(supporter_id: int, message: str, *, base_url: str | None = None) -
             f"The message would be billed as {segments.describe()}, more than {MAX_SEGMENTS} "
             "segments; shorten it. Nothing was sent."
         )
-    config = load_sync_config(base_url=base_url)
+    config = load_sync_config(base_url=base_url, inspect_database=False)
     return SendPlan(supporter_id, message, segments, config.source.base_url)
 
 
@@ -75,7 +75,7 @@ def send(plan: SendPlan, *, timeout: float | None = None) -> SendResult:
         SendOutcomeUnknownError: timeout, dropped connection or 5xx: it may have been sent,
             and it was not retried.
     """
-    config = load_sync_config(base_url=plan.base_url)
+    config = load_sync_config(base_url=plan.base_url, inspect_database=False)
     with QuorumClient(
         config.source.base_url,
         config.source.username or "",

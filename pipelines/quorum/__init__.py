@@ -29,7 +29,11 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from pipelines.errors import BadRecordError, ConfigError
-from pipelines.quorum.client import QuorumClient, validate_base_url
+from pipelines.quorum.client import (
+    QuorumClient,
+    require_secure_transport,
+    validate_base_url,
+)
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import Pager, PagingStats
 from pipelines.quorum.rejects import (
@@ -135,7 +139,8 @@ def check_settings(settings: QuorumSourceSettings) -> QuorumSourceSettings:
     """Validate resolved source settings before any request; normalise URL and start date.
 
     Raises:
-        ConfigError: no credentials, a malformed base URL, a number out of range or an
+        ConfigError: no credentials, a malformed base URL, plain http to a host that is not
+            loopback (unless `allow_insecure_http`), a number out of range or an
             `initial_value` that is not a date (one paragraph that says what to fix).
     """
     if not settings.username or not settings.api_key:
@@ -147,6 +152,7 @@ def check_settings(settings: QuorumSourceSettings) -> QuorumSourceSettings:
     register_secret(settings.api_key)
     check_values(settings, ".".join(SOURCE_SECTION))
     settings.base_url = validate_base_url(settings.base_url)
+    require_secure_transport(settings.base_url, allow_insecure_http=settings.allow_insecure_http)
     settings.initial_value = parse_since(settings.initial_value)
     return settings
 

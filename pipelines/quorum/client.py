@@ -8,6 +8,7 @@ the key: nothing here ever puts a URL into an exception or a log line without `r
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -104,6 +105,37 @@ def validate_base_url(base_url: str) -> str:
             "but not POST. Fix --base-url, QUORUM_BASE_URL or .dlt/config.toml."
         )
     return base_url.strip().rstrip("/")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` is this machine: `localhost`, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_secure_transport(base_url: str, *, allow_insecure_http: bool = False) -> None:
+    """Refuse plain http to another machine: the API key would cross the network in clear.
+
+    Raises:
+        ConfigError: `base_url` is http:// to a host that is not loopback and
+            `allow_insecure_http` is not set.
+    """
+    parts = urlsplit(base_url.strip())
+    if parts.scheme != "http" or allow_insecure_http or is_loopback_host(parts.hostname):
+        return
+    raise ConfigError(
+        f"The API base URL {redact(base_url)!r} uses plain http to {parts.hostname}, so the "
+        "API key (which travels in every URL) would cross the network unencrypted; nothing "
+        "was sent. Use https://, or, for a test server you trust on a private network, set "
+        "allow_insecure_http = true under [sources.quorum] (QUORUM_ALLOW_INSECURE_HTTP=true). "
+        "Plain http to this machine (localhost, 127.0.0.1, ::1) is always allowed."
+    )
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:

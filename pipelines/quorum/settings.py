@@ -86,6 +86,12 @@ class QuorumSourceSettings(BaseConfiguration):
         "The API's scheme and host. Always https://www.quorum.us (with www): the bare host "
         "answers GET but not POST. `quorum-sms demo` and the tests point it at the simulator.",
     )
+    allow_insecure_http: bool = setting(
+        False,
+        "Allow a base_url that starts with http:// to a host other than this machine "
+        "(loopback: 127.0.0.0/8, ::1, localhost). The API key travels in every URL, so it "
+        "would cross the network unencrypted; leave it false.",
+    )
     username: TSecretStrValue | None = setting(
         None, "The Quorum API user (a secret: .dlt/secrets.toml or the environment)."
     )
