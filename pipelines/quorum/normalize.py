@@ -118,7 +118,7 @@ def _array(values: list[Any], arrow_type: pa.DataType, *, field_name: str) -> pa
         return pa.array(values, type=arrow_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         bad = next(
-            (v for v in values if v is not None and not _fits(v, arrow_type)), values[0]
+            (v for v in values if v is not None and not fits(v, arrow_type)), values[0]
         )
         raise BadRecordError(
             f"A SendSMS record has a `{field_name}` of an unexpected type ({str(bad)[:40]!r}, "
@@ -127,7 +127,8 @@ def _array(values: list[Any], arrow_type: pa.DataType, *, field_name: str) -> pa
         ) from None
 
 
-def _fits(value: Any, arrow_type: pa.DataType) -> bool:
+def fits(value: Any, arrow_type: pa.DataType) -> bool:
+    """Whether Arrow can hold `value` as `arrow_type` (a per-value check for slow paths)."""
     try:
         pa.array([value], type=arrow_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

@@ -43,6 +43,7 @@ from pipelines.quorum.normalize import (
     TIMESTAMP,
     PersonalDataPolicy,
     events_table,
+    fits,
     sendsms_table,
 )
 from pipelines.quorum.timestamps import parse_api_time
@@ -144,14 +145,6 @@ def _shown(field_name: str, value: Any) -> str:
     return _kind(value)
 
 
-def _fits(value: Any, arrow_type: pa.DataType) -> bool:
-    try:
-        pa.array([value], type=arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return False
-    return True
-
-
 def _time_problem(field_name: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -177,7 +170,7 @@ def find_problem(record: Any) -> str | None:
     )
     if record_id is None:
         return f"`id` is missing ({retry})"
-    if type(record_id) is not int or not _fits(record_id, pa.int64()):
+    if type(record_id) is not int or not fits(record_id, pa.int64()):
         return f"`id` is not an integer ({_shown('id', record_id)}; {retry})"
     updated = record.get(settings.CURSOR_FIELD)
     if updated is None or updated == "":
@@ -202,7 +195,7 @@ def find_problem(record: Any) -> str | None:
                 orjson.dumps(value)
             except TypeError:
                 return f"`{field_name}` cannot be written as JSON (a number beyond 64 bits)"
-        elif not _fits(value, arrow_type):
+        elif not fits(value, arrow_type):
             expected = _TYPE_WORDS.get(arrow_type, str(arrow_type))
             return f"`{field_name}` is {_shown(field_name, value)}, expected {expected}"
     for field_name in settings.EVENT_FIELDS:
