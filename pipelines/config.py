@@ -75,7 +75,8 @@ class RunSettings(BaseConfiguration):
         "duckdb",
         "Any dlt destination name (duckdb, postgres, snowflake, bigquery, ...); credentials of "
         "the others go in .dlt/secrets.toml under [destination.<name>.credentials]. The SQL "
-        "models and the report run on DuckDB only.",
+        "models, run history, report and reconcile run on duckdb and postgres; other "
+        "destinations get the raw tables only.",
     )
     lock_wait_seconds: float = setting(
         10.0,
@@ -261,17 +262,25 @@ class SyncConfig:
 
     @property
     def is_duckdb(self) -> bool:
-        """Whether the warehouse is the DuckDB file (run history, models and report need it)."""
+        """Whether the warehouse is the DuckDB file (else PostgreSQL or another destination)."""
         return self.run.destination == "duckdb"
 
 
-def load_run_settings(database: str | None = None) -> tuple[RunSettings, Path]:
+def load_run_settings(
+    database: str | None = None, destination: str | None = None
+) -> tuple[RunSettings, Path]:
     """The `[quorum_sms]` settings and the database path, for commands without the API.
+
+    Args:
+        database: the `--database` flag, if given.
+        destination: the `--destination` flag, if given (over QUORUM_DESTINATION).
 
     Raises:
         ConfigError: a bad value.
     """
     run = resolve(RunSettings(), RUN_SECTION)
+    if destination:
+        run.destination = destination.strip()
     return run, resolve_database(database, run.database)
 
 
@@ -279,6 +288,7 @@ def load_sync_config(
     *,
     base_url: str | None = None,
     database: str | None = None,
+    destination: str | None = None,
     since: str | None = None,
     full_refresh: bool = False,
     build_models: bool = True,
@@ -293,7 +303,7 @@ def load_sync_config(
         source.base_url = base_url
     if since is not None:
         source.initial_value = since
-    run, path = load_run_settings(database)
+    run, path = load_run_settings(database, destination)
     return SyncConfig(
         source=check_settings(source),
         run=run,

@@ -16,10 +16,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import NotifyError, QuorumSmsError
-from pipelines.lock import database_lock
+from pipelines.lock import warehouse_lock
 from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
 from pipelines.ops.privacy import make_policy
@@ -27,8 +28,10 @@ from pipelines.ops.reconcile import ReconcileResult, apply_deletions, read_live_
 from pipelines.quorum import SourceObserver
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
+from pipelines.quorum.settings import RAW_DATASET
 from pipelines.redaction import redact
 from pipelines.sync import SyncSummary, make_pipeline, run_sync, saved_cursor
+from pipelines.target import builds_models, warehouse_target
 from pipelines.warehouse.runner import BuildResult, build_models
 
 
@@ -73,6 +76,8 @@ class _Run:
     reporter: RunReporter
     result: RunResult
     policy: PersonalDataPolicy | None = None
+    #: the DuckDB file or the PostgreSQL credentials string (history, models, lock)
+    target: str | Path = ""
     recorder: RunRecorder | None = None
     observer: SourceObserver = field(default_factory=SourceObserver)
     #: the history row already says the data was loaded (a later step failed)
@@ -96,8 +101,8 @@ def _record_sync_step(run: _Run) -> None:
 
 
 def _models_step(run: _Run) -> None:
-    if run.config.build_models and run.config.is_duckdb:
-        run.result.models = build_models(run.config.database)
+    if run.config.build_models and builds_models(run.config.run.destination):
+        run.result.models = build_models(run.target)
         run.reporter.models_built(run.result.models)
 
 
@@ -119,8 +124,9 @@ def run_nightly(
     run = _Run(config, reporter or RunReporter(), RunResult(config))
     try:
         run.policy = make_policy(load_pii_settings(config.run))
+        run.target = warehouse_target(config.run.destination, config.database)
         run.reporter.started(config)
-        with database_lock(config.database, config.run.lock_wait_seconds):
+        with warehouse_lock(run.target, RAW_DATASET, config.run.lock_wait_seconds):
             _start_history(run)
             for step in steps:
                 step(run)
@@ -135,9 +141,9 @@ def run_nightly(
 
 
 def _start_history(run: _Run) -> None:
-    if not run.config.is_duckdb:
-        return
-    run.recorder = RunRecorder(run.config.database, "sync")
+    if not builds_models(run.config.run.destination):
+        return  # other dlt destinations get the raw tables only
+    run.recorder = RunRecorder(run.target, "sync")
     run.recorder.start(cursor_before=_local_cursor(run.config))
     run.result.run_id = run.recorder.run_id
     if run.recorder.interrupted_marked:
@@ -181,7 +187,8 @@ def failure_text(config: SyncConfig, error: BaseException, run_id: str | None) -
     lines = [
         f"quorum-sms sync FAILED on {socket.gethostname()} at "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')} (exit code {code})",
-        f"  database  {config.database}",
+        f"  database  {config.database}"
+        + ("" if config.is_duckdb else f" (destination {config.run.destination})"),
         f"  API       {config.source.base_url}",
     ]
     if run_id:
@@ -253,15 +260,16 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
         QuorumSmsError: the API failed, the warehouse has no raw table, or the share to mark
             was implausible (nothing changed); recorded in the run history first.
     """
-    with database_lock(config.database, config.run.lock_wait_seconds):
-        recorder = RunRecorder(config.database, "reconcile")
+    target = warehouse_target(config.run.destination, config.database)
+    with warehouse_lock(target, RAW_DATASET, config.run.lock_wait_seconds):
+        recorder = RunRecorder(target, "reconcile")
         recorder.start()
         result = ReconcileResult()
         stats = PagingStats()
         try:
             live, result.requests, result.retries = read_live_ids(config, stats)
             result.live_at_source, result.pages = len(live), stats.pages
-            apply_deletions(config, live, result, force=force)
+            apply_deletions(target, live, result, force=force)
         except BaseException as error:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             code = error.exit_code if isinstance(error, QuorumSmsError) else 1
@@ -285,5 +293,5 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
         )
         done = ReconcileRun(result, list(stats.notes))
         if config.build_models:
-            done.models = build_models(config.database)
+            done.models = build_models(target)
     return done

@@ -24,3 +24,12 @@ def add_base_url_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url", help="API scheme and host (default: $QUORUM_BASE_URL, else config)"
     )
+
+
+def add_destination_argument(parser: argparse.ArgumentParser) -> None:
+    """`--destination NAME`: where the warehouse is, over QUORUM_DESTINATION and the config."""
+    parser.add_argument(
+        "--destination",
+        help="duckdb (the --database file) or postgres (credentials the dlt way: "
+        "DESTINATION__POSTGRES__CREDENTIALS); default: $QUORUM_DESTINATION, else config",
+    )

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.commands.common import add_database_argument
+from pipelines.commands.common import add_database_argument, add_destination_argument
 from pipelines.config import load_run_settings, resolve_database
 
 
@@ -21,6 +21,7 @@ def register(subparsers: Any) -> None:
         "checks; on any failure the previous marts stay as they were.",
     )
     add_database_argument(models)
+    add_destination_argument(models)
     models.add_argument("--sql-dir", type=Path, help="the model directory (default: sql/)")
     models.set_defaults(handler=run_models)
 
@@ -47,13 +48,16 @@ def register(subparsers: Any) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     """Build the models and print a summary."""
-    from pipelines.lock import database_lock
+    from pipelines.lock import warehouse_lock
+    from pipelines.quorum.settings import RAW_DATASET
+    from pipelines.target import model_target, target_label
     from pipelines.warehouse.runner import build_models
 
-    run, database = load_run_settings(args.database)
-    print(f"building the SQL models in {database} ...", file=sys.stderr, flush=True)
-    with database_lock(database, run.lock_wait_seconds):
-        result = build_models(database, args.sql_dir)
+    run, database = load_run_settings(args.database, args.destination)
+    target = model_target(run.destination, database)
+    print(f"building the SQL models in {target_label(target)} ...", file=sys.stderr, flush=True)
+    with warehouse_lock(target, RAW_DATASET, run.lock_wait_seconds):
+        result = build_models(target, args.sql_dir)
     print(result.summary())
     for relation, rows in sorted(result.row_counts.items()):
         print(f"  {relation:<40} {rows:>12,} rows")
