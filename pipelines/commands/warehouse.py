@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.commands.common import add_database_argument, add_destination_argument
-from pipelines.config import load_run_settings, resolve_database
+from pipelines.config import load_run_settings
 
 
 def register(subparsers: Any) -> None:
@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
         "the data (UTC dates).",
     )
     add_database_argument(report)
+    add_destination_argument(report)
     report.add_argument("--days", type=int, default=30, help="window length (default 30)")
     report.add_argument(
         "--html", type=Path, metavar="PATH", help="write a self-contained HTML page here"
@@ -42,6 +43,7 @@ def register(subparsers: Any) -> None:
         "export", help="write each mart as a Parquet file"
     )
     add_database_argument(export)
+    add_destination_argument(export)
     export.add_argument("--out", type=Path, required=True, help="the directory to write to")
     export.set_defaults(handler=run_export)
 
@@ -66,7 +68,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """Print the terminal report, or write the HTML page."""
-    database = resolve_database(args.database)
+    database = _marts_target(args)
     if args.html is not None:
         from pipelines.warehouse.html_report import write_html_report
 
@@ -83,9 +85,17 @@ def run_export(args: argparse.Namespace) -> int:
     """Export the marts as Parquet."""
     from pipelines.warehouse.export import export_marts
 
-    database = resolve_database(args.database)
+    database = _marts_target(args)
     files = export_marts(database, args.out)
     print(f"wrote {len(files)} Parquet file(s) to {args.out}")
     for file in files:
         print(f"  {file.name}")
     return 0
+
+
+def _marts_target(args: argparse.Namespace) -> str | Path:
+    """The DuckDB file or the PostgreSQL database whose marts `report`/`export` read."""
+    from pipelines.target import model_target
+
+    run, database = load_run_settings(args.database, args.destination)
+    return model_target(run.destination, database)

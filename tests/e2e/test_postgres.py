@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.cli import main
@@ -95,6 +96,12 @@ def marts(target: str | Path) -> Snapshot:
     return result
 
 
+def pg_label(credentials: str) -> str:
+    from pipelines.warehouse.engine import redact_credentials
+
+    return redact_credentials(credentials)
+
+
 def assert_same_raw(duck: Path, pg: str) -> None:
     duck_tables, pg_tables = raw_tables(duck), raw_tables(pg)
     for table, (columns, rows) in duck_tables.items():
@@ -124,6 +131,26 @@ def test_same_world_same_raw_tables_and_marts(pg_env, sync_env, simulator_factor
         assert "built" in output and "data checks passed" in output
         assert_same_raw(sync_env, pg_env)
         assert_same(marts(sync_env), marts(pg_env))
+    # the report, the HTML page and the export read either warehouse to the same figures
+    duck_report = run_cli(capsys, "report", "--days", "400")
+    pg_report = run_cli(capsys, "report", "--days", "400", "--destination", "postgres")
+    assert duck_report[0] == pg_report[0] == 0, pg_report[1]
+    assert "delivered" in duck_report[1]
+    assert duck_report[1].replace(str(sync_env), "X") == pg_report[1].replace(
+        pg_label(pg_env), "X"
+    )
+    html = sync_env.parent / "report.html"
+    code, output = run_cli(capsys, "report", "--html", str(html), "--destination", "postgres")
+    assert code == 0 and html.read_text().count("<svg") >= 2, output
+    code, output = run_cli(capsys, "export", "--out", str(sync_env.parent / "pg_out"),
+                           "--destination", "postgres")
+    assert code == 0, output
+    code, output = run_cli(capsys, "export", "--out", str(sync_env.parent / "duck_out"))
+    assert code == 0, output
+    for parquet in sorted((sync_env.parent / "duck_out").glob("*.parquet")):
+        duck_rows = pq.read_table(parquet).to_pylist()
+        pg_rows = pq.read_table(sync_env.parent / "pg_out" / parquet.name).to_pylist()
+        assert len(duck_rows) == len(pg_rows), parquet.name
     with open_warehouse(pg_env) as warehouse:
         schemas = {r[0] for r in warehouse.query(
             "select schema_name from information_schema.schemata").rows}
