@@ -86,7 +86,8 @@ class RunSettings(BaseConfiguration):
         "duckdb",
         "Any dlt destination name (duckdb, postgres, snowflake, bigquery, ...); credentials of "
         "the others go in .dlt/secrets.toml under [destination.<name>.credentials]. The SQL "
-        "models and the report run on DuckDB only.",
+        "models, run history, report and reconcile run on duckdb and postgres; other "
+        "destinations get the raw tables only.",
     )
     lock_wait_seconds: float = setting(
         10.0,
@@ -333,33 +334,44 @@ class SyncConfig:
 
     @property
     def is_duckdb(self) -> bool:
-        """Whether the warehouse is the DuckDB file (run history, models and report need it)."""
+        """Whether the warehouse is the DuckDB file (else PostgreSQL or another destination)."""
         return self.run.destination == "duckdb"
 
 
 def load_run_settings(
-    database: str | None = None, *, inspect: bool = True
+    database: str | None = None,
+    destination: str | None = None,
+    *,
+    inspect: bool = True,
 ) -> tuple[RunSettings, Path]:
     """The `[quorum_sms]` settings and the database path, for commands without the API.
+
+    Args:
+        database: the `--database` flag, if given.
+        destination: the `--destination` flag, if given (over QUORUM_DESTINATION).
 
     Raises:
         ConfigError: a bad value, an unknown destination, or a database path that holds no
             usable DuckDB database (see `resolve_database`).
     """
     run = resolve(RunSettings(), RUN_SECTION)
+    if destination:
+        run.destination = destination.strip()
     check_destination(run.destination)
     return run, resolve_database(database, run.database, inspect=inspect)
 
 
 def load_published_paths(
-    database: str | None = None, publish_database: str | None = None
+    database: str | None = None,
+    publish_database: str | None = None,
+    destination: str | None = None,
 ) -> tuple[RunSettings, Path, Path]:
     """The `[quorum_sms]` settings, the warehouse file and the published analytics file.
 
     Raises:
         ConfigError: a bad value.
     """
-    run, path = load_run_settings(database)
+    run, path = load_run_settings(database, destination)
     return run, path, resolve_publish_database(publish_database, run.publish_database, path)
 
 
@@ -367,6 +379,7 @@ def load_sync_config(
     *,
     base_url: str | None = None,
     database: str | None = None,
+    destination: str | None = None,
     since: str | None = None,
     full_refresh: bool = False,
     build_models: bool = True,
@@ -387,7 +400,7 @@ def load_sync_config(
         source.base_url = base_url
     if since is not None:
         source.initial_value = since
-    run, path = load_run_settings(database, inspect=inspect_database)
+    run, path = load_run_settings(database, destination, inspect=inspect_database)
     return SyncConfig(
         source=check_settings(source),
         run=run,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import EXIT_LOADED_WITH_REJECTS, NotifyError, QuorumSmsError
-from pipelines.lock import database_lock
+from pipelines.lock import warehouse_lock
 from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
 from pipelines.ops.privacy import make_policy
@@ -29,8 +29,10 @@ from pipelines.private_files import owner_only_umask, restrict
 from pipelines.quorum import SourceObserver
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
+from pipelines.quorum.settings import RAW_DATASET
 from pipelines.redaction import redact
 from pipelines.sync import SyncSummary, make_pipeline, run_sync, saved_cursor
+from pipelines.target import builds_models, warehouse_target
 from pipelines.warehouse.publish import PublishResult, publish_analytics, remove_stale_temporaries
 from pipelines.warehouse.runner import BuildResult, build_models
 
@@ -88,6 +90,8 @@ class _Run:
     reporter: RunReporter
     result: RunResult
     policy: PersonalDataPolicy | None = None
+    #: the DuckDB file or the PostgreSQL credentials string (history, models, lock)
+    target: str | Path = ""
     recorder: RunRecorder | None = None
     observer: SourceObserver = field(default_factory=SourceObserver)
     #: the history row already says the data was loaded (a later step failed)
@@ -115,14 +119,14 @@ def _record_sync_step(run: _Run) -> None:
 
 
 def _models_step(run: _Run) -> None:
-    if run.config.build_models and run.config.is_duckdb:
-        run.result.models = build_models(run.config.database)
+    if run.config.build_models and builds_models(run.config.run.destination):
+        run.result.models = build_models(run.target)
         run.reporter.models_built(run.result.models)
 
 
 def _publish_step(run: _Run) -> None:
     # only a build that just passed its checks is published; readers keep the last good one
-    if run.result.models is not None:
+    if run.result.models is not None and run.config.is_duckdb:
         run.result.published = publish_analytics(run.config.database, run.config.publish_database)
         run.reporter.published(run.result.published)
 
@@ -145,8 +149,11 @@ def run_nightly(
     run = _Run(config, reporter or RunReporter(), RunResult(config))
     try:
         run.policy = make_policy(load_pii_settings(config.run))
+        run.target = warehouse_target(config.run.destination, config.database)
         run.reporter.started(config)
-        with owner_only_umask(), database_lock(config.database, config.run.lock_wait_seconds):
+        with owner_only_umask(), warehouse_lock(
+            run.target, RAW_DATASET, config.run.lock_wait_seconds
+        ):
             if config.is_duckdb:
                 restrict(config.database)  # what older versions left readable by others
             _remove_stale_publishes(run)
@@ -176,9 +183,9 @@ def _remove_stale_publishes(run: _Run) -> None:
 
 
 def _start_history(run: _Run) -> None:
-    if not run.config.is_duckdb:
-        return
-    run.recorder = RunRecorder(run.config.database, "sync")
+    if not builds_models(run.config.run.destination):
+        return  # other dlt destinations get the raw tables only
+    run.recorder = RunRecorder(run.target, "sync")
     run.recorder.start(cursor_before=_local_cursor(run.config))
     run.result.run_id = run.recorder.run_id
     if run.recorder.interrupted_marked:
@@ -223,7 +230,8 @@ def failure_text(config: SyncConfig, error: BaseException, run_id: str | None) -
     lines = [
         f"quorum-sms sync FAILED on {socket.gethostname()} at "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')} (exit code {code})",
-        f"  database  {config.database}",
+        f"  database  {config.database}"
+        + ("" if config.is_duckdb else f" (destination {config.run.destination})"),
         f"  API       {config.source.base_url}",
     ]
     if run_id:
@@ -313,25 +321,33 @@ class ModelsRun:
     """What `quorum-sms models` built and published."""
 
     models: BuildResult
-    published: PublishResult
+    published: PublishResult | None
 
 
 def rebuild_models(
-    database: Path,
-    publish_database: Path,
+    target: str | Path,
+    publish_database: Path | None,
     *,
     lock_wait_seconds: float,
     sql_dir: Path | None = None,
 ) -> ModelsRun:
-    """Under the database lock: build the models and data checks, then publish them.
+    """Under the warehouse lock: build the models and data checks, then publish them.
+
+    Args:
+        target: the DuckDB file or the PostgreSQL credentials (`pipelines.target`).
+        publish_database: the published analytics file (DuckDB only; None: no publishing).
+        lock_wait_seconds: how long to wait for a run that holds the lock.
+        sql_dir: the model directory; the project's `sql/` when None.
 
     Raises:
         QuorumSmsError: a model or check failed (nothing changed, nothing published), or
             the analytics file could not be published (the warehouse's marts are new).
     """
-    with database_lock(database, lock_wait_seconds):
-        models = build_models(database, sql_dir)
-        published = publish_analytics(database, publish_database)
+    with warehouse_lock(target, RAW_DATASET, lock_wait_seconds):
+        models = build_models(target, sql_dir)
+        published = None
+        if publish_database is not None and isinstance(target, Path):
+            published = publish_analytics(target, publish_database)
     return ModelsRun(models, published)
 
 
@@ -355,16 +371,18 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
         QuorumSmsError: the API failed, the warehouse has no raw table, or the share to mark
             was implausible (nothing changed); recorded in the run history first.
     """
-    with owner_only_umask(), database_lock(config.database, config.run.lock_wait_seconds):
-        restrict(config.database)
-        recorder = RunRecorder(config.database, "reconcile")
+    target = warehouse_target(config.run.destination, config.database)
+    with owner_only_umask(), warehouse_lock(target, RAW_DATASET, config.run.lock_wait_seconds):
+        if config.is_duckdb:
+            restrict(config.database)
+        recorder = RunRecorder(target, "reconcile")
         recorder.start()
         result = ReconcileResult()
         stats = PagingStats()
         try:
             live, result.requests, result.retries = read_live_ids(config, stats)
             result.live_at_source, result.pages = len(live), stats.pages
-            apply_deletions(config, live, result, force=force)
+            apply_deletions(target, live, result, force=force)
         except BaseException as error:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             code = error.exit_code if isinstance(error, QuorumSmsError) else 1
@@ -388,6 +406,7 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
         )
         done = ReconcileRun(result, list(stats.notes))
         if config.build_models:
-            done.models = build_models(config.database)
-            done.published = publish_analytics(config.database, config.publish_database)
+            done.models = build_models(target)
+            if config.is_duckdb:
+                done.published = publish_analytics(config.database, config.publish_database)
     return done

@@ -1,6 +1,8 @@
 """One sync: finish any failed load, read what changed, merge, summarise.
 
-The caller holds the database's run lock (`pipelines.lock`); the orchestrator does.
+The caller holds the warehouse's run lock (`pipelines.lock`); the orchestrator does. The raw
+tables go to the configured dlt destination: the DuckDB file, a PostgreSQL database (schema
+`quorum_raw`, the same column types), or any other dlt destination.
 
 The cursor lives in dlt's pipeline state, which dlt commits in the same load as the data it
 belongs to: a run that fails before its load leaves both the warehouse and the cursor as
@@ -15,10 +17,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dlt
-import duckdb
+from dlt.common.destination import TLoaderFileFormat
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -29,6 +31,8 @@ from pipelines.quorum import SourceObserver, effective_lag, quorum_source, setti
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
 from pipelines.redaction import redact
+from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
+from pipelines.warehouse.engine import open_warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +95,24 @@ class SyncSummary:
         return [f"  {label:<{width}}  {value}" for label, value in rows]
 
 
-def pipelines_dir_for(database: Path) -> Path:
-    """dlt's working folder for a database: beside the file, so state follows the data."""
-    return database.with_name(database.name + ".dlt")
+#: The loader file format per destination; others take dlt's preferred one. PostgreSQL's
+#: parquet loading needs the ADBC driver, and its csv copy reads an empty string as NULL;
+#: insert_values keeps empty strings and NULLs apart.
+LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {
+    "duckdb": "parquet",
+    POSTGRES: "insert_values",
+}
+
+
+def pipelines_dir_for(database: Path, destination: str = "duckdb") -> Path:
+    """dlt's working folder: beside the database path, so state follows the data.
+
+    `<database>.dlt` for DuckDB; `<database>.<destination>.dlt` for the others, so that a
+    switch of destination never reuses a cursor saved for another warehouse.
+    """
+    if destination == "duckdb":
+        return database.with_name(database.name + ".dlt")
+    return database.with_name(f"{database.name}.{destination}.dlt")
 
 
 def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
@@ -109,11 +128,13 @@ def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
             "preserve_insertion_order": False,
         }
         destination = dlt.destinations.duckdb(credentials=credentials)
+    elif config.run.destination == POSTGRES:
+        destination = dlt.destinations.postgres(credentials=postgres_credentials())
     else:
         destination = config.run.destination
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
-        pipelines_dir=str(pipelines_dir_for(config.database)),
+        pipelines_dir=str(pipelines_dir_for(config.database, config.run.destination)),
         destination=destination,
         dataset_name=settings.RAW_DATASET,
     )
@@ -157,17 +178,19 @@ def delete_loaded_packages(pipeline: dlt.Pipeline) -> int:
 
 
 def count_records(config: SyncConfig) -> int | None:
-    """Rows in `quorum_raw.sendsms` (DuckDB only), or None when the table does not exist."""
-    if not config.is_duckdb or not config.database.exists():
+    """Rows in `quorum_raw.sendsms` (DuckDB or PostgreSQL), or None when there is none yet."""
+    if not builds_models(config.run.destination):
         return None
-    with duckdb.connect(str(config.database), read_only=True) as connection:
-        try:
-            row = connection.execute(
-                f"select count(*) from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
-            ).fetchone()
-        except duckdb.CatalogException:
+    if config.is_duckdb and not config.database.exists():
+        return None
+    target = warehouse_target(config.run.destination, config.database)
+    with open_warehouse(target, read_only=True) as warehouse:
+        if settings.SENDSMS_TABLE not in warehouse.table_names(settings.RAW_DATASET):
             return None
-    return int(row[0]) if row else None
+        result = warehouse.query(
+            f"select count(*) from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
+        )
+    return int(result.rows[0][0])
 
 
 def known_rejects(pipeline: dlt.Pipeline) -> list[KnownReject]:
@@ -266,10 +289,12 @@ def _sync(
         known_rejects=[] if config.full_refresh else known_rejects(pipeline),
         run_id=run_id,
     )
+    # None lets dlt choose (its run() defaults to None, though typed without it)
+    file_format = cast(TLoaderFileFormat, LOADER_FILE_FORMATS.get(config.run.destination))
     if config.full_refresh:
-        pipeline.run(source, loader_file_format="parquet", refresh="drop_sources")
+        pipeline.run(source, loader_file_format=file_format, refresh="drop_sources")
     else:
-        pipeline.run(source, loader_file_format="parquet")
+        pipeline.run(source, loader_file_format=file_format)
     delete_loaded_packages(pipeline)
     summary.read_from = observer.cursor_start.isoformat() if observer.cursor_start else None
     summary.cursor_after = saved_cursor(pipeline)

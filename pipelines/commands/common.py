@@ -36,3 +36,12 @@ def add_publish_argument(parser: argparse.ArgumentParser) -> None:
         "[quorum_sms] publish_database, else <warehouse stem>-analytics.duckdb beside the "
         "warehouse)",
     )
+
+
+def add_destination_argument(parser: argparse.ArgumentParser) -> None:
+    """`--destination NAME`: where the warehouse is, over QUORUM_DESTINATION and the config."""
+    parser.add_argument(
+        "--destination",
+        help="duckdb (the --database file) or postgres (credentials the dlt way: "
+        "DESTINATION__POSTGRES__CREDENTIALS); default: $QUORUM_DESTINATION, else config",
+    )

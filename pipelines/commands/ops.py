@@ -6,9 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from pipelines.commands.common import add_base_url_argument, add_database_argument
+from pipelines.commands.common import (
+    add_base_url_argument,
+    add_database_argument,
+    add_destination_argument,
+)
 from pipelines.errors import ConfigError
 
 EXIT_CODES = (
@@ -51,6 +56,7 @@ def register(subparsers: Any) -> None:
         "status", help="the last runs and how fresh the data is (from the run history)"
     )
     add_database_argument(status)
+    add_destination_argument(status)
     status.add_argument("--limit", type=int, default=10, help="how many runs to show")
     status.set_defaults(handler=status_command)
 
@@ -63,6 +69,7 @@ def register(subparsers: Any) -> None:
     )
     add_base_url_argument(reconcile)
     add_database_argument(reconcile)
+    add_destination_argument(reconcile)
     reconcile.add_argument("--no-models", action="store_true", help="skip rebuilding the models")
     reconcile.add_argument(
         "--force",
@@ -145,15 +152,17 @@ def status_command(args: argparse.Namespace) -> int:
     """Handle `quorum-sms status`."""
     from pipelines.config import load_run_settings
     from pipelines.ops.history import freshness, pid_alive, recent_runs
+    from pipelines.target import model_target, target_label
 
-    _, database = load_run_settings(args.database)
-    if not database.is_file():
+    run_settings, database = load_run_settings(args.database, args.destination)
+    target = model_target(run_settings.destination, database)
+    if isinstance(target, Path) and not target.is_file():
         raise ConfigError(
             f"There is no database at {database} yet; run `quorum-sms sync` first (or point "
             "--database / QUORUM_DATABASE at the right file)."
         )
-    runs = recent_runs(database, limit=max(args.limit, 1))
-    print(f"quorum-sms status: {database}")
+    runs = recent_runs(target, limit=max(args.limit, 1))
+    print(f"quorum-sms status: {target_label(target)}")
     if not runs:
         print("  no runs recorded yet")
     for run in runs:
@@ -175,7 +184,7 @@ def status_command(args: argparse.Namespace) -> int:
         if run["error"]:
             line += f"\n      error: {str(run['error'])[:300]}"
         print(line)
-    fresh = freshness(database)
+    fresh = freshness(target)
     if fresh is None:
         print("freshness: the models have not been built yet (`quorum-sms models`)")
     else:
@@ -202,17 +211,18 @@ def reconcile_command(args: argparse.Namespace) -> int:
     """Handle `quorum-sms reconcile`."""
     from pipelines.config import load_sync_config
     from pipelines.orchestrator import run_reconcile
+    from pipelines.target import model_target, target_label
 
     config = load_sync_config(
-        base_url=args.base_url, database=args.database, build_models=not args.no_models
+        base_url=args.base_url,
+        database=args.database,
+        destination=args.destination,
+        build_models=not args.no_models,
     )
-    if not config.is_duckdb:
-        raise ConfigError(
-            f"reconcile marks deletions in the DuckDB warehouse only; the destination is "
-            f"{config.run.destination}. Run the equivalent update in that warehouse instead."
-        )
+    target = model_target(config.run.destination, config.database)
     print(
-        f"quorum-sms reconcile: {config.source.base_url} -> {config.database}", file=sys.stderr
+        f"quorum-sms reconcile: {config.source.base_url} -> {target_label(target)}",
+        file=sys.stderr,
     )
     done = run_reconcile(config, force=args.force)
     result = done.result

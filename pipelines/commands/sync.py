@@ -14,6 +14,7 @@ from pipelines.commands.common import (
     EXIT_CODES,
     add_base_url_argument,
     add_database_argument,
+    add_destination_argument,
     add_publish_argument,
 )
 from pipelines.config import PROJECT_ROOT, SyncConfig, load_sync_config
@@ -101,6 +102,7 @@ def register(subparsers: Any) -> None:
     add_base_url_argument(sync)
     add_database_argument(sync)
     add_publish_argument(sync)
+    add_destination_argument(sync)
     sync.add_argument("--since", help="start of the first sync, ISO date or date-time")
     sync.add_argument(
         "--full-refresh",
@@ -129,6 +131,7 @@ def sync_command(args: argparse.Namespace) -> int:
     config = load_sync_config(
         base_url=args.base_url,
         database=args.database,
+        destination=args.destination,
         since=args.since,
         full_refresh=args.full_refresh,
         build_models=not args.no_models,

@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.commands.common import add_database_argument, add_publish_argument
+from pipelines.commands.common import (
+    add_database_argument,
+    add_destination_argument,
+    add_publish_argument,
+)
 from pipelines.config import load_published_paths
 
 
@@ -24,6 +28,7 @@ def register(subparsers: Any) -> None:
     )
     add_database_argument(models)
     add_publish_argument(models)
+    add_destination_argument(models)
     models.add_argument("--sql-dir", type=Path, help="the model directory (default: sql/)")
     models.set_defaults(handler=run_models)
 
@@ -35,6 +40,7 @@ def register(subparsers: Any) -> None:
     )
     add_database_argument(report)
     add_publish_argument(report)
+    add_destination_argument(report)
     report.add_argument("--days", type=int, default=30, help="window length (default 30)")
     report.add_argument(
         "--html", type=Path, metavar="PATH", help="write a self-contained HTML page here"
@@ -46,6 +52,7 @@ def register(subparsers: Any) -> None:
     )
     add_database_argument(export)
     add_publish_argument(export)
+    add_destination_argument(export)
     export.add_argument("--out", type=Path, required=True, help="the directory to write to")
     export.set_defaults(handler=run_export)
 
@@ -53,22 +60,30 @@ def register(subparsers: Any) -> None:
 def run_models(args: argparse.Namespace) -> int:
     """Build the models and print a summary."""
     from pipelines.orchestrator import rebuild_models
+    from pipelines.target import model_target, target_label
 
-    run, database, published = load_published_paths(args.database, args.publish_database)
-    print(f"building the SQL models in {database} ...", file=sys.stderr, flush=True)
+    run, database, published = load_published_paths(
+        args.database, args.publish_database, args.destination
+    )
+    target = model_target(run.destination, database)
+    print(f"building the SQL models in {target_label(target)} ...", file=sys.stderr, flush=True)
     done = rebuild_models(
-        database, published, lock_wait_seconds=run.lock_wait_seconds, sql_dir=args.sql_dir
+        target,
+        published if isinstance(target, Path) else None,
+        lock_wait_seconds=run.lock_wait_seconds,
+        sql_dir=args.sql_dir,
     )
     print(done.models.summary())
     for relation, rows in sorted(done.models.row_counts.items()):
         print(f"  {relation:<40} {rows:>12,} rows")
-    print(done.published.summary())
+    if done.published is not None:
+        print(done.published.summary())
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Print the terminal report, or write the HTML page."""
-    _, _, database = load_published_paths(args.database, args.publish_database)
+    database = _marts_target(args)
     if args.html is not None:
         from pipelines.warehouse.html_report import write_html_report
 
@@ -85,9 +100,21 @@ def run_export(args: argparse.Namespace) -> int:
     """Export the marts as Parquet."""
     from pipelines.warehouse.export import export_marts
 
-    _, _, database = load_published_paths(args.database, args.publish_database)
+    database = _marts_target(args)
     files = export_marts(database, args.out)
     print(f"wrote {len(files)} Parquet file(s) to {args.out}")
     for file in files:
         print(f"  {file.name}")
     return 0
+
+
+def _marts_target(args: argparse.Namespace) -> str | Path:
+    """Where `report`/`export` read the marts: the published analytics file (DuckDB), never
+    the warehouse a nightly run may be writing, or the PostgreSQL database."""
+    from pipelines.target import model_target
+
+    run, database, published = load_published_paths(
+        args.database, args.publish_database, args.destination
+    )
+    target = model_target(run.destination, database)
+    return published if isinstance(target, Path) else target

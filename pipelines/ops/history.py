@@ -1,8 +1,10 @@
 """The run history: one row per run in `quorum_ops.sync_runs`, failed and killed runs too.
 
-DuckDB allows one writing process, and dlt opens the file while it loads, so this module never
-holds a connection: each write opens the file, writes one statement and closes it. Writes
-happen while the caller holds the database's run lock (`pipelines.lock.database_lock`), which
+The warehouse is a DuckDB file or a PostgreSQL database (`pipelines.target`); both go through
+`engine.Warehouse`, so one code path writes either. DuckDB allows one writing process, and dlt
+opens the file while it loads, so this module never holds a connection: each write opens the
+warehouse, writes and closes it. Writes happen while the caller holds the warehouse's run
+lock (`pipelines.lock.warehouse_lock`), which
 is also what makes stale rows decidable: a run that holds the lock knows that every other row
 still marked `running` belongs to a process that died (SIGKILL, power loss) without writing
 its end, and marks it `interrupted`.
@@ -18,12 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
-from pipelines.errors import BusyError
+from pipelines.errors import BusyError, ConfigError
 from pipelines.redaction import redact
+from pipelines.warehouse.engine import Warehouse, is_postgres_target, open_warehouse
+
+Target = str | Path
 
 SCHEMA = "quorum_ops"
 TABLE = f"{SCHEMA}.sync_runs"
@@ -31,6 +36,7 @@ STATUSES = ("running", "succeeded", "failed", "interrupted")
 
 #: Column name -> DuckDB type; the order is the table's column order.
 COLUMNS: dict[str, str] = {
+    # types both engines read the same way (timestamptz, bigint, integer, varchar)
     "run_id": "VARCHAR NOT NULL",  # a uuid4; no index: DuckDB updates indexed rows poorly
     "command": "VARCHAR NOT NULL",
     "status": "VARCHAR NOT NULL",
@@ -94,8 +100,16 @@ class RunRow:
         return self.values[key]
 
 
-def ensure_table(connection: duckdb.DuckDBPyConnection) -> None:
-    """Create `quorum_ops.sync_runs` if it does not exist (models read it: sync_freshness)."""
+class _Executes(Protocol):
+    def execute(self, sql: str, /) -> object: ...
+
+
+def ensure_table(connection: _Executes) -> None:
+    """Create `quorum_ops.sync_runs` if it does not exist (models read it: sync_freshness).
+
+    Args:
+        connection: a `Warehouse` or a DuckDB connection (tests and benchmarks).
+    """
     for statement in DDL.split("; "):
         connection.execute(statement)
     # a warehouse made by an older version lacks the columns added since
@@ -105,20 +119,26 @@ def ensure_table(connection: duckdb.DuckDBPyConnection) -> None:
 
 
 @contextmanager
-def _connect(database: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def _connect(target: Target, *, read_only: bool = False) -> Iterator[Warehouse]:
+    if not is_postgres_target(target):
+        path = Path(target)
+        if not path.exists() and not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            duckdb.connect(str(path)).close()  # a first run creates the warehouse file
     try:
-        connection = duckdb.connect(str(database), read_only=read_only)
-    except duckdb.IOException as error:
+        warehouse = open_warehouse(target, read_only=read_only)
+    except ConfigError as error:
+        if is_postgres_target(target):
+            raise
         raise BusyError(
-            f"The database {database} is open for writing in another process (a sync, a BI "
+            f"The database {target} is open for writing in another process (a sync, a BI "
             f"tool) so the run history cannot be {'read' if read_only else 'written'} "
             f"({redact(str(error).splitlines()[0])[:200]}). Try again when that process is done."
         ) from None
     try:
-        connection.execute("set TimeZone = 'UTC'")
-        yield connection
+        yield warehouse
     finally:
-        connection.close()
+        warehouse.close()
 
 
 def _now() -> datetime:
@@ -131,12 +151,12 @@ class RunRecorder:
     The caller must hold the database's run lock from `start` to `finish`.
 
     Args:
-        database: the DuckDB file (it is created if needed).
+        target: the DuckDB file (created if needed) or a PostgreSQL credentials string.
         command: `sync` or `reconcile`.
     """
 
-    def __init__(self, database: Path, command: str) -> None:
-        self.database = database
+    def __init__(self, target: Target, command: str) -> None:
+        self.target = target
         self.command = command
         self.run_id = str(uuid.uuid4())
         self.started_at: datetime | None = None
@@ -144,19 +164,18 @@ class RunRecorder:
 
     def start(self, cursor_before: str | None = None) -> None:
         """Mark stale `running` rows interrupted, then insert this run's `running` row."""
-        self.database.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = _now()
-        with _connect(self.database) as connection:
-            ensure_table(connection)
-            marked = connection.execute(
+        with _connect(self.target) as warehouse:
+            ensure_table(warehouse)
+            marked = warehouse.query(
                 f"update {TABLE} set status = 'interrupted', finished_at = coalesce("
                 "finished_at, ?), error = coalesce(error, 'the process ended without recording "
                 "its end (killed, or the machine stopped); a later run found it') "
                 "where status = 'running' and run_id <> ? returning run_id",
                 [self.started_at, self.run_id],
-            ).fetchall()
+            ).rows
             self.interrupted_marked = len(marked)
-            connection.execute(
+            warehouse.execute(
                 f"insert into {TABLE} (run_id, command, status, pid, host, started_at, "
                 "cursor_before) values (?, ?, 'running', ?, ?, ?, ?)",
                 [
@@ -194,8 +213,8 @@ class RunRecorder:
             if value is not None:
                 values[name] = value
         assignments = ", ".join(f"{name} = ?" for name in values)
-        with _connect(self.database) as connection:
-            connection.execute(
+        with _connect(self.target) as warehouse:
+            warehouse.execute(
                 f"update {TABLE} set {assignments} where run_id = ?",
                 [*values.values(), self.run_id],
             )
@@ -214,34 +233,29 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def recent_runs(database: Path, limit: int = 10) -> list[RunRow]:
-    """The newest runs first; an empty list when the database has no history yet."""
-    if not database.is_file():
+def _exists(target: Target) -> bool:
+    return is_postgres_target(target) or Path(target).is_file()
+
+
+def recent_runs(target: Target, limit: int = 10) -> list[RunRow]:
+    """The newest runs first; an empty list when the warehouse has no history yet."""
+    if not _exists(target):
         return []
-    with _connect(database, read_only=True) as connection:
-        present = connection.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = 'sync_runs'",
-            [SCHEMA],
-        ).fetchone()
-        if not present or not present[0]:
+    with _connect(target, read_only=True) as warehouse:
+        if "sync_runs" not in warehouse.table_names(SCHEMA):
             return []
-        cursor = connection.execute(
+        result = warehouse.query(
             f"select * from {TABLE} order by started_at desc, run_id limit ?", [limit]
         )
-        names = [d[0] for d in cursor.description or []]
-        return [RunRow(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+    return [RunRow(dict(zip(result.columns, row, strict=True))) for row in result.rows]
 
 
-def freshness(database: Path) -> dict[str, Any] | None:
+def freshness(target: Target) -> dict[str, Any] | None:
     """The `analytics.sync_freshness` row, or None when the models have not been built."""
-    if not database.is_file():
+    if not _exists(target):
         return None
-    with _connect(database, read_only=True) as connection:
-        try:
-            cursor = connection.execute("select * from analytics.sync_freshness")
-        except duckdb.CatalogException:
+    with _connect(target, read_only=True) as warehouse:
+        if "sync_freshness" not in warehouse.table_names("analytics"):
             return None
-        names = [d[0] for d in cursor.description or []]
-        row = cursor.fetchone()
-    return None if row is None else dict(zip(names, row, strict=True))
+        result = warehouse.query("select * from analytics.sync_freshness")
+    return None if not result.rows else dict(zip(result.columns, result.rows[0], strict=True))

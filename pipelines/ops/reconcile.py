@@ -1,7 +1,7 @@
 """`quorum-sms reconcile`: find records that vanished at the source and mark them deleted.
 
 Reads the id of every live record (a full scan by `id__gt`, the pager's fallback path, which
-nothing can make skip a record: ids never move), then, under the same database lock as the
+nothing can make skip a record: ids never move), then, under the same warehouse lock as the
 sync, sets `quorum_raw.sendsms.source_deleted_at` on the rows whose id the API no longer
 serves. The staging view leaves such rows out, so no mart counts them. A record that the API
 serves again is un-marked (and the next sync that loads it rewrites the column to NULL too).
@@ -12,15 +12,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import duckdb
-import pyarrow as pa
+from pathlib import Path
 
 from pipelines.config import SyncConfig
 from pipelines.errors import ConfigError, ReconcileRefusedError
 from pipelines.quorum import settings
 from pipelines.quorum.client import QuorumClient
 from pipelines.quorum.paging import Pager, PagingStats
+from pipelines.warehouse.engine import open_warehouse
 
 RAW_TABLE = f"{settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
 #: Marking more than this share of the live warehouse at once is refused without --force:
@@ -79,7 +78,7 @@ def read_live_ids(
 
 
 def apply_deletions(
-    config: SyncConfig,
+    target: str | Path,
     live_ids: set[int],
     result: ReconcileResult,
     *,
@@ -88,38 +87,38 @@ def apply_deletions(
 ) -> ReconcileResult:
     """Mark rows missing from `live_ids` deleted (and un-mark rows that are back).
 
-    The caller holds the database lock. All in one transaction.
+    The caller holds the warehouse lock. All in one transaction, on DuckDB or PostgreSQL.
+
+    Args:
+        target: the DuckDB file or a PostgreSQL credentials string (`pipelines.target`).
 
     Raises:
-        ConfigError: the database has no raw table yet.
+        ConfigError: the warehouse has no raw table yet.
         ReconcileRefusedError: more than `max_share` of the live rows would be marked.
     """
     now = datetime.now(UTC)
-    live = pa.table({"id": pa.array(sorted(live_ids), type=pa.int64())})
-    connection = duckdb.connect(str(config.database))
-    try:
-        connection.execute("set TimeZone = 'UTC'")
-        try:
-            connection.execute(f"select 1 from {RAW_TABLE} limit 0")
-        except duckdb.CatalogException:
+    # one array parameter: both engines unnest it, and no temporary table is needed
+    live = sorted(live_ids)
+    with open_warehouse(target) as warehouse:
+        if settings.SENDSMS_TABLE not in warehouse.table_names(settings.RAW_DATASET):
             raise ConfigError(
-                f"The database {config.database} has no {RAW_TABLE} table yet; run "
+                f"The warehouse {warehouse.label} has no {RAW_TABLE} table yet; run "
                 "`quorum-sms sync` first, then reconcile."
-            ) from None
-        connection.register("live_ids", live)
-        connection.execute("begin transaction")
-        try:
-            counts = connection.execute(
-                f"select count(*) filter (where source_deleted_at is null), "
+            )
+        with warehouse.transaction():
+            counts = warehouse.query(
+                "select count(*) filter (where source_deleted_at is null), "
                 f"count(*) filter (where source_deleted_at is not null) from {RAW_TABLE}"
-            ).fetchone()
-            present, already = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+            ).rows
+            present, already = (int(counts[0][0]), int(counts[0][1])) if counts else (0, 0)
             missing = [
                 int(row[0])
-                for row in connection.execute(
-                    f"select s.id from {RAW_TABLE} s anti join live_ids l on l.id = s.id "
-                    "where s.source_deleted_at is null order by s.id"
-                ).fetchall()
+                for row in warehouse.query(
+                    f"select s.id from {RAW_TABLE} s left join "
+                    "(select unnest(cast(? as bigint[])) as id) l on l.id = s.id "
+                    "where l.id is null and s.source_deleted_at is null order by s.id",
+                    [live],
+                ).rows
             ]
             if present and len(missing) > max_share * present and not force:
                 raise ReconcileRefusedError(
@@ -130,21 +129,16 @@ def apply_deletions(
                     "deletions are real, run `quorum-sms reconcile --force`."
                 )
             if missing:
-                connection.execute(
+                warehouse.execute(
                     f"update {RAW_TABLE} set source_deleted_at = ? where source_deleted_at is "
-                    "null and id in (select unnest(?::bigint[]))",
+                    "null and id in (select unnest(cast(? as bigint[])))",
                     [now, missing],
                 )
-            back = connection.execute(
+            back = warehouse.query(
                 f"update {RAW_TABLE} set source_deleted_at = null where source_deleted_at is "
-                "not null and id in (select id from live_ids) returning id"
-            ).fetchall()
-            connection.execute("commit")
-        except BaseException:
-            connection.execute("rollback")
-            raise
-    finally:
-        connection.close()
+                "not null and id in (select unnest(cast(? as bigint[]))) returning id",
+                [live],
+            ).rows
     result.in_warehouse = present + already
     result.newly_deleted = len(missing)
     result.undeleted = len(back)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -49,8 +50,8 @@ def connect(
     return connection
 
 
-def schema_tables(connection: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
-    """Names of the base tables of a schema, sorted."""
+def schema_tables(connection: Any, schema: str) -> list[str]:
+    """Names of the base tables of a schema, sorted (a DuckDB or marts_reader connection)."""
     rows = connection.execute(
         "select table_name from information_schema.tables "
         "where table_schema = ? and table_type = 'BASE TABLE' order by table_name",
@@ -59,7 +60,7 @@ def schema_tables(connection: duckdb.DuckDBPyConnection, schema: str) -> list[st
     return [str(row[0]) for row in rows]
 
 
-def require_marts(connection: duckdb.DuckDBPyConnection, path: Path, tables: list[str]) -> None:
+def require_marts(connection: Any, path: Path | str, tables: list[str]) -> None:
     """Raise a ConfigError naming the fix when the marts have not been built yet."""
     present = set(schema_tables(connection, MARTS_SCHEMA))
     missing = [name for name in tables if name not in present]

@@ -6,9 +6,17 @@ import os
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.errors import ConfigError
-from pipelines.warehouse.database import MARTS_SCHEMA, connect, schema_tables
+from pipelines.warehouse.database import MARTS_SCHEMA, schema_tables
+from pipelines.warehouse.marts_reader import (
+    MartConnection,
+    PostgresMarts,
+    open_marts,
+    target_name,
+)
 
 # Row order in the files: by each mart's key, so that the same data gives the same files.
 EXPORT_ORDER: dict[str, str] = {
@@ -36,9 +44,9 @@ def export_marts(
     Raises:
         ConfigError: no database, no marts, or the directory cannot be written.
     """
-    path = Path(database_path)
+    path = target_name(database_path)
     target = Path(out_dir)
-    connection = connect(path, read_only=True)
+    connection = open_marts(database_path)
     try:
         tables = schema_tables(connection, MARTS_SCHEMA)
         if not tables:
@@ -57,9 +65,8 @@ def export_marts(
             query = f"select * from {MARTS_SCHEMA}.{table}"
             if order:
                 query += f" order by {order}"
-            literal = "'" + str(partial).replace("'", "''") + "'"
             try:
-                connection.execute(f"copy ({query}) to {literal} (format parquet)")
+                _write_parquet(connection, query, partial)
                 partial.replace(final)
             except (duckdb.Error, OSError) as error:
                 partial.unlink(missing_ok=True)
@@ -68,3 +75,16 @@ def export_marts(
         return written
     finally:
         connection.close()
+
+
+def _write_parquet(connection: MartConnection, query: str, path: Path) -> None:
+    """DuckDB copies the query itself; from PostgreSQL the rows go through Arrow."""
+    if isinstance(connection, PostgresMarts):
+        result = connection.execute(query)
+        names = [str(d[0]) for d in result.description]
+        rows = result.fetchall()
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+        pq.write_table(pa.table(columns), path)
+        return
+    literal = "'" + str(path).replace("'", "''") + "'"
+    connection.execute(f"copy ({query}) to {literal} (format parquet)")

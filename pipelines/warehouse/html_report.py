@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import duckdb
-
 from pipelines.errors import ConfigError
-from pipelines.warehouse.database import connect, require_marts
+from pipelines.warehouse.database import require_marts
+from pipelines.warehouse.marts_reader import MartConnection, open_marts, target_name
 from pipelines.warehouse.report import (
     REPORT_TABLES,
     Headline,
@@ -189,8 +188,8 @@ def render_html_report(database_path: str | os.PathLike[str], days: int = 30) ->
     Raises:
         ConfigError: no database, marts never built, or days < 1.
     """
-    path = Path(database_path)
-    connection = connect(path, read_only=True)
+    path = target_name(database_path)
+    connection = open_marts(database_path)
     try:
         require_marts(connection, path, [*REPORT_TABLES, "sms_campaign_funnel",
                                          "sms_daily_overview"])
@@ -225,7 +224,7 @@ def write_html_report(
 
 
 def _sections(
-    connection: duckdb.DuckDBPyConnection, h: Headline, start: date, end: date
+    connection: MartConnection, h: Headline, start: date, end: date
 ) -> tuple[str, dict[str, object]]:
     daily = connection.execute(
         "select send_date, delivered, failures, messages - delivered - failures, delivery_rate "
@@ -255,7 +254,7 @@ def _sections(
         "select coalesce(error_code, 'no code') as code, status, count(*) as n, "
         "count(distinct bulk_sms_id) as campaigns from analytics.fct_sms_message "
         "where is_message and status_category = 'failed' and send_date between ? and ? "
-        "group by all order by n desc, code, status limit 12",
+        "group by coalesce(error_code, 'no code'), status order by n desc, code, status limit 12",
         [start, end],
     ).fetchall()
     error_bars = [

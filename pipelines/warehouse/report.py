@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
-
-import duckdb
 
 from pipelines.errors import ConfigError
-from pipelines.warehouse.database import connect, require_marts
+from pipelines.warehouse.database import require_marts
+from pipelines.warehouse.marts_reader import MartConnection, open_marts, target_name
 
 REPORT_TABLES = [
     "fct_sms_message",
@@ -55,7 +53,7 @@ class Headline:
         return numerator / denominator if denominator else None
 
 
-def window(connection: duckdb.DuckDBPyConnection, days: int) -> tuple[date, date] | None:
+def window(connection: MartConnection, days: int) -> tuple[date, date] | None:
     """The last `days` send dates up to the newest send of a message; None with no message."""
     if days < 1:
         raise ConfigError(f"--days must be at least 1, not {days}.")
@@ -68,7 +66,7 @@ def window(connection: duckdb.DuckDBPyConnection, days: int) -> tuple[date, date
     return end - timedelta(days=days - 1), end
 
 
-def headline(connection: duckdb.DuckDBPyConnection, start: date, end: date) -> Headline:
+def headline(connection: MartConnection, start: date, end: date) -> Headline:
     """Compute the headline figures over messages sent from `start` to `end` (UTC dates)."""
     row = connection.execute(
         """
@@ -144,7 +142,8 @@ def render_terminal_report(database_path: str | os.PathLike[str], days: int = 30
     """The headline figures of the last `days` days of sends, as plain text.
 
     Args:
-        database_path: the DuckDB file with the built marts.
+        database_path: the DuckDB file with the built marts, or a PostgreSQL credentials
+            string.
         days: the window's length in days, ending at the newest send in the data.
 
     Returns:
@@ -153,8 +152,8 @@ def render_terminal_report(database_path: str | os.PathLike[str], days: int = 30
     Raises:
         ConfigError: no database, the marts were never built, or days < 1.
     """
-    path = Path(database_path)
-    connection = connect(path, read_only=True)
+    path = target_name(database_path)
+    connection = open_marts(database_path)
     try:
         require_marts(connection, path, REPORT_TABLES)
         span = window(connection, days)
@@ -210,11 +209,12 @@ def _headline_lines(h: Headline) -> list[str]:
     ]
 
 
-def _campaign_lines(connection: duckdb.DuckDBPyConnection, start: date, end: date) -> list[str]:
+def _campaign_lines(connection: MartConnection, start: date, end: date) -> list[str]:
     rows = connection.execute(
         """
         select
-            coalesce(any_value(campaign_description), 'campaign ' || bulk_sms_id) as name,
+            -- one description per campaign; min() is portable (any_value is not in PostgreSQL 15)
+            coalesce(min(campaign_description), 'campaign ' || bulk_sms_id) as name,
             count(*) as messages,
             count(*) filter (where status = 'delivered') / count(*) as delivery_rate,
             cast(count(*) filter (where converted) as double)
@@ -238,13 +238,13 @@ def _campaign_lines(connection: duckdb.DuckDBPyConnection, start: date, end: dat
     return lines
 
 
-def _error_lines(connection: duckdb.DuckDBPyConnection, start: date, end: date) -> list[str]:
+def _error_lines(connection: MartConnection, start: date, end: date) -> list[str]:
     rows = connection.execute(
         """
         select coalesce(error_code, 'no code') as code, status, count(*) as failures
         from analytics.fct_sms_message
         where is_message and status_category = 'failed' and send_date between ? and ?
-        group by all
+        group by coalesce(error_code, 'no code'), status
         order by failures desc, code, status
         limit 5
         """,
@@ -257,7 +257,7 @@ def _error_lines(connection: duckdb.DuckDBPyConnection, start: date, end: date) 
     return lines
 
 
-def _number_lines(connection: duckdb.DuckDBPyConnection, start: date, end: date) -> list[str]:
+def _number_lines(connection: MartConnection, start: date, end: date) -> list[str]:
     rows = connection.execute(
         """
         select
@@ -282,7 +282,7 @@ def _number_lines(connection: duckdb.DuckDBPyConnection, start: date, end: date)
     return lines
 
 
-def _hygiene_lines(connection: duckdb.DuckDBPyConnection) -> list[str]:
+def _hygiene_lines(connection: MartConnection) -> list[str]:
     row = connection.execute(
         "select count(*) from analytics.sms_supporter_engagement "
         "where consecutive_failed_deliveries >= ?",

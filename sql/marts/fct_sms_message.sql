@@ -206,10 +206,12 @@ final as (
         joined.failed_at,
         joined.undelivered_at,
         joined.rejected_at,
-        -- seconds_to_send = sent_at - queued_at (NULL when either event is missing)
-        epoch(joined.sent_at) - epoch(joined.queued_at) as seconds_to_send,
+        -- seconds_to_send = sent_at - queued_at (NULL when either event is missing); the
+        -- interval's seconds, exact to the microsecond (epoch() of each time is not: a double
+        -- near 1.8e9 s keeps 2.4e-7 s, and DuckDB and PostgreSQL round it differently)
+        epoch(joined.sent_at - joined.queued_at) as seconds_to_send,
         -- seconds_to_deliver = delivered_at - queued_at (NULL when either event is missing)
-        epoch(joined.delivered_at) - epoch(joined.queued_at) as seconds_to_deliver,
+        epoch(joined.delivered_at - joined.queued_at) as seconds_to_deliver,
         joined.error_code,
         joined.error_message,
         joined.carrier,

@@ -187,7 +187,10 @@ warehouse, target, marker = (Path(a) for a in sys.argv[1:4])
 
 
 def hold(staged):
-    marker.write_text(str(staged))
+    # written whole, then renamed: the test may read the marker the moment it appears
+    partial = marker.with_name(marker.name + ".partial")
+    partial.write_text(str(staged))
+    partial.rename(marker)
     sys.stdin.read()  # blocks until the test kills this process
 
 
