@@ -12,6 +12,7 @@ the command shows goes through a `RunReporter`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 
 from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import NotifyError, QuorumSmsError
+from pipelines.interrupts import Interrupted, interruption
 from pipelines.lock import database_lock
 from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
@@ -28,7 +30,7 @@ from pipelines.quorum import SourceObserver
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
 from pipelines.redaction import redact
-from pipelines.sync import SyncSummary, make_pipeline, run_sync, saved_cursor
+from pipelines.sync import SyncSummary, check_start, make_pipeline, run_sync, saved_cursor
 from pipelines.warehouse.runner import BuildResult, build_models
 
 
@@ -77,6 +79,8 @@ class _Run:
     observer: SourceObserver = field(default_factory=SourceObserver)
     #: the history row already says the data was loaded (a later step failed)
     loaded: bool = False
+    #: the step running now, for the history row of a run that stops in it
+    step: str = "start"
 
 
 Step = Callable[[_Run], None]
@@ -97,12 +101,20 @@ def _record_sync_step(run: _Run) -> None:
 
 def _models_step(run: _Run) -> None:
     if run.config.build_models and run.config.is_duckdb:
-        run.result.models = build_models(run.config.database)
+        run.reporter.note("building the SQL models")
+        run.result.models = build_models(run.config.database, run.config.sql_dir)
         run.reporter.models_built(run.result.models)
 
 
 #: The nightly run after the run history has started, in order.
 NIGHTLY_STEPS: tuple[Step, ...] = (_sync_step, _record_sync_step, _models_step)
+
+#: What each step is called in the history row of a run interrupted in it.
+STEP_NAMES: dict[Step, str] = {
+    _sync_step: "the sync (reading or loading)",
+    _record_sync_step: "recording the sync",
+    _models_step: "the SQL model build",
+}
 
 
 def run_nightly(
@@ -113,23 +125,35 @@ def run_nightly(
 ) -> RunResult:
     """Run the nightly sequence under the database lock; see the module docstring.
 
+    A signal (SIGINT, SIGTERM) at any step is recorded as `interrupted` and raised as
+    `Interrupted`, whatever error the code it landed in made of it.
+
     Raises:
         QuorumSmsError: the first step's error, unchanged (after history and alert).
+        Interrupted: a signal stopped the run (recorded, not alerted).
     """
     run = _Run(config, reporter or RunReporter(), RunResult(config))
     try:
         run.policy = make_policy(load_pii_settings(config.run))
         run.reporter.started(config)
         with database_lock(config.database, config.run.lock_wait_seconds):
+            # a --since that would skip records is refused before the history row is written
+            check_start(config)
             _start_history(run)
             for step in steps:
+                run.step = STEP_NAMES.get(step, getattr(step, "__name__", "a step"))
                 step(run)
+            run.step = "recording the run's end"
             if run.recorder is not None and not run.loaded:
                 run.recorder.finish("succeeded", _summary_counts(run.result.summary))
     except BaseException as error:
-        _record_failure(run, error)
-        if not isinstance(error, KeyboardInterrupt):
-            _alert(run, error)
+        stopped = interruption(error)
+        _record_failure_safely(run, stopped or error)
+        if stopped is not None:
+            if stopped is error:
+                raise
+            raise stopped from error
+        _alert(run, error)
         raise
     return run.result
 
@@ -154,25 +178,40 @@ def _local_cursor(config: SyncConfig) -> str | None:
         return None  # the sync itself reports a broken pipeline folder
 
 
+def _record_failure_safely(run: _Run, error: BaseException) -> None:
+    """Record the failure; a history that cannot be written is a warning, never the error."""
+    try:
+        _record_failure(run, error)
+    except Exception as history_error:
+        run.reporter.note(
+            f"warning: the run history could not record this run's end "
+            f"({redact(' '.join(str(history_error).split()))}); the row stays `running` until "
+            "the next run marks it interrupted. The run's own error follows."
+        )
+
+
 def _record_failure(run: _Run, error: BaseException) -> None:
     if run.recorder is None:
         return  # the history never started (settings, lock): nothing to record
-    code = error.exit_code if isinstance(error, QuorumSmsError) else 1
+    if isinstance(error, Interrupted):
+        code = error.exit_code
+        text = f"{error} during {run.step}"
+        status = "interrupted"
+    else:
+        code = error.exit_code if isinstance(error, QuorumSmsError) else 1
+        text = str(error) or type(error).__name__
+        status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
     if run.loaded and run.result.summary is not None:
+        stopped = "was interrupted" if status == "interrupted" else "failed"
         run.recorder.finish(
-            "failed",
+            status,
             _summary_counts(run.result.summary),
-            error=f"the data was loaded and the cursor moved, but the SQL models failed: {error}",
+            error=f"the data was loaded and the cursor moved, but the SQL models {stopped} "
+            f"(the previous marts are unchanged): {text}",
             exit_code=code,
         )
         return
-    interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
-    run.recorder.finish(
-        "interrupted" if interrupted else "failed",
-        _observer_counts(run.observer),
-        error=str(error) or type(error).__name__,
-        exit_code=code,
-    )
+    run.recorder.finish(status, _observer_counts(run.observer), error=text, exit_code=code)
 
 
 def failure_text(config: SyncConfig, error: BaseException, run_id: str | None) -> str:
@@ -263,14 +302,23 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
             result.live_at_source, result.pages = len(live), stats.pages
             apply_deletions(config, live, result, force=force)
         except BaseException as error:
-            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-            code = error.exit_code if isinstance(error, QuorumSmsError) else 1
-            recorder.finish(
-                status,
-                RunCounts(pages=stats.pages or None),
-                error=str(error) or type(error).__name__,
-                exit_code=code,
+            stopped = interruption(error)
+            status = "interrupted" if stopped is not None else "failed"
+            code = (
+                stopped.exit_code if stopped is not None
+                else error.exit_code if isinstance(error, QuorumSmsError) else 1
             )
+            # a history that cannot be written never replaces reconcile's own error; the row
+            # left `running` is marked interrupted by the next run
+            with contextlib.suppress(Exception):
+                recorder.finish(
+                    status,
+                    RunCounts(pages=stats.pages or None),
+                    error=str(stopped or error) or type(error).__name__,
+                    exit_code=code,
+                )
+            if stopped is not None and stopped is not error:
+                raise stopped from error
             raise
         recorder.finish(
             "succeeded",

@@ -97,6 +97,7 @@ def register(subparsers: Any) -> None:
         help="drop the raw tables and the cursor, then read everything from --since",
     )
     sync.add_argument("--no-models", action="store_true", help="skip rebuilding the SQL models")
+    sync.add_argument("--sql-dir", type=Path, help="the model directory (default: sql/)")
     sync.set_defaults(handler=sync_command)
 
     demo = subparsers.add_parser(
@@ -121,6 +122,7 @@ def sync_command(args: argparse.Namespace) -> int:
         since=args.since,
         full_refresh=args.full_refresh,
         build_models=not args.no_models,
+        sql_dir=args.sql_dir,
     )
     run_nightly(config, TerminalReporter())
     return 0
