@@ -138,3 +138,30 @@ def test_interrupted_during_the_model_build(sync_env, simulator_factory, tmp_pat
     assert rebuilt.wait(timeout=300) == 0, rebuilt.communicate()
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
     assert last_run(sync_env)["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(("signum", "code"), SIGNALS, ids=SIGNAL_IDS)
+def test_models_command_interrupted(sync_env, simulator_factory, tmp_path, signum, code):
+    sim = simulator_factory(n_records=600)
+    first = start_sync(sim.base_url)
+    assert first.wait(timeout=300) == 0, first.communicate()
+    marts_before = marts_digest(sync_env)
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", sql_dir)
+    (sql_dir / "marts" / "zz_slow_for_tests.sql").write_text(SLOW_MODEL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "models", "--sql-dir", str(sql_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    assert "building the SQL models" in line, line
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, line + err
+    assert "Traceback" not in err and f"interrupted ({signal.Signals(signum).name})" in err
+    assert marts_digest(sync_env) == marts_before
