@@ -48,24 +48,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with handled():
-            code: int = args.handler(args)
-    except (QuorumSmsError, KeyboardInterrupt) as error:
-        # an error raised because a signal arrived (DuckDB cancels its query on SIGINT and
-        # raises its own error) is the interruption, not a failure of its own
-        stopped = interruption(error)
-        if stopped is not None:
-            print(
-                f"interrupted ({stopped.signal_name}): nothing after the last completed load "
-                "was kept, and the SQL models are as the last complete build left them",
-                file=sys.stderr,
-                flush=True,
-            )
-            return stopped.exit_code
-        assert isinstance(error, QuorumSmsError)
-        print_error(error)
-        return error.exit_code
+            try:
+                code: int = args.handler(args)
+            except (QuorumSmsError, KeyboardInterrupt) as error:
+                return report_error(error)
+    except KeyboardInterrupt as error:  # a signal that landed while the error was printed
+        return report_error(error)
     return code
 
+
+def report_error(error: QuorumSmsError | KeyboardInterrupt) -> int:
+    """Print the error (or the interruption) and return its exit code.
+
+    An error raised because a signal arrived (DuckDB cancels its query on SIGINT and raises
+    its own error) is the interruption, not a failure of its own.
+    """
+    stopped = interruption(error)
+    if stopped is not None:
+        print(
+            f"interrupted ({stopped.signal_name}): nothing after the last completed load "
+            "was kept, and the SQL models are as the last complete build left them",
+            file=sys.stderr,
+            flush=True,
+        )
+        return stopped.exit_code
+    assert isinstance(error, QuorumSmsError)
+    print_error(error)
+    return error.exit_code
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,7 +49,7 @@ _state = _State()
 
 
 def received() -> int | None:
-    """The first signal that arrived while `handled()` was active, or None.
+    """The first signal that arrived in the current `handled()` block, or None.
 
     Reads the wakeup pipe first, so a signal that DuckDB or dlt consumed is seen even when the
     reader thread has not run yet.
@@ -145,4 +145,5 @@ def handled() -> Iterator[None]:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _state.read_fd = None
+        _state.first = None  # a later command in this process starts with a clean slate
         os.close(read_fd)
