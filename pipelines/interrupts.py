@@ -58,6 +58,22 @@ def received() -> int | None:
     return _state.first
 
 
+def raise_if_received() -> None:
+    """Raise `Interrupted` when a signal arrived that no code turned into an exception.
+
+    dlt's normalize and load steps take SIGINT/SIGTERM themselves, finish their job pools and
+    return normally; a command checks this between its steps so that the stop still happens.
+
+    Raises:
+        Interrupted: a signal arrived in this `handled()` block.
+    """
+    signum = received()
+    if signum is not None:
+        with _state.lock:
+            _state.raised = True
+        raise Interrupted(signum)
+
+
 def interruption(error: BaseException) -> Interrupted | None:
     """The `Interrupted` this error stands for: itself, or any error raised after a signal."""
     if isinstance(error, Interrupted):

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import NotifyError, QuorumSmsError
-from pipelines.interrupts import Interrupted, interruption
+from pipelines.interrupts import Interrupted, interruption, raise_if_received
 from pipelines.lock import database_lock
 from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
@@ -141,8 +141,12 @@ def run_nightly(
             check_start(config)
             _start_history(run)
             for step in steps:
+                # a signal dlt took during its load (it finishes the load, then returns)
+                # stops the run here, between steps
+                raise_if_received()
                 run.step = STEP_NAMES.get(step, getattr(step, "__name__", "a step"))
                 step(run)
+            raise_if_received()
             run.step = "recording the run's end"
             if run.recorder is not None and not run.loaded:
                 run.recorder.finish("succeeded", _summary_counts(run.result.summary))
@@ -201,12 +205,13 @@ def _record_failure(run: _Run, error: BaseException) -> None:
         code = error.exit_code if isinstance(error, QuorumSmsError) else 1
         text = str(error) or type(error).__name__
         status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
-    if run.loaded and run.result.summary is not None:
+    if run.result.summary is not None:  # the sync's load is committed
         stopped = "was interrupted" if status == "interrupted" else "failed"
+        after = "the SQL models" if run.loaded else "the run, after the load,"
         run.recorder.finish(
             status,
             _summary_counts(run.result.summary),
-            error=f"the data was loaded and the cursor moved, but the SQL models {stopped} "
+            error=f"the data was loaded and the cursor moved, but {after} {stopped} "
             f"(the previous marts are unchanged): {text}",
             exit_code=code,
         )
