@@ -19,6 +19,7 @@ from typing import Any
 
 import dlt
 import duckdb
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -204,7 +205,8 @@ def start_lag(config: SyncConfig, pipeline: dlt.Pipeline) -> tuple[float, str | 
     Raises:
         ConfigError: `--since` is later than the saved cursor minus the lag.
     """
-    lag = effective_lag(config.source.lag_seconds, resource_state(pipeline))
+    previous = {} if config.full_refresh else resource_state(pipeline)
+    lag = effective_lag(config.source.lag_seconds, previous)
     cursor = None if config.full_refresh else _cursor_time(pipeline)
     if cursor is None or not config.since_given:
         return lag, None
@@ -253,7 +255,6 @@ def drop_superseded_events(pipeline: dlt.Pipeline) -> int:
     event row carries its record's `updated`: a row whose `updated` is not the kept one's
     belongs to a version that was replaced, and goes.
     """
-    raw = settings.RAW_DATASET
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return 0
@@ -264,9 +265,8 @@ def drop_superseded_events(pipeline: dlt.Pipeline) -> int:
                 f"delete from {events} where not exists (select 1 from {records} as r "
                 f"where r.id = {events}.sendsms_id and r.updated = {events}.updated)"
             )
-        except Exception as error:  # the events table does not exist yet (no event loaded)
-            logger.debug("no superseded events removed from %s: %s", raw, error)
-            return 0
+        except DatabaseUndefinedRelation:
+            return 0  # no event has been loaded yet
     return int(rows[0][0]) if rows and rows[0] else 0
 
 
