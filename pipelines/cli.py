@@ -3,7 +3,8 @@
 Each command module registers its own subcommands (`register(subparsers)` in
 `pipelines/commands/*.py`, and the simulator's in `pipelines/simulator/cli.py`), so this module
 stays a thin dispatcher. Errors are typed (`pipelines.errors`) and become one
-paragraph on stderr plus the error's exit code.
+paragraph on stderr plus the error's exit code; SIGINT and SIGTERM become `Interrupted`
+(`pipelines.interrupts`) and exit 130 and 143.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import textwrap
 from collections.abc import Sequence
 
 from pipelines.errors import QuorumSmsError
+from pipelines.interrupts import handled, interruption
 from pipelines.private_files import set_owner_only_umask
 
 
@@ -52,15 +54,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
-    except QuorumSmsError as error:
-        print_error(error)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: nothing after the last completed load was kept", file=sys.stderr)
-        return 130
+        with handled():
+            try:
+                code: int = args.handler(args)
+            except (QuorumSmsError, KeyboardInterrupt) as error:
+                return report_error(error)
+    except KeyboardInterrupt as error:  # a signal that landed while the error was printed
+        return report_error(error)
     return code
 
+
+def report_error(error: QuorumSmsError | KeyboardInterrupt) -> int:
+    """Print the error (or the interruption) and return its exit code.
+
+    An error raised because a signal arrived (DuckDB cancels its query on SIGINT and raises
+    its own error) is the interruption, not a failure of its own.
+    """
+    stopped = interruption(error)
+    if stopped is not None:
+        print(
+            f"interrupted ({stopped.signal_name}): nothing after the last completed load "
+            "was kept, and the SQL models are as the last complete build left them",
+            file=sys.stderr,
+            flush=True,
+        )
+        return stopped.exit_code
+    assert isinstance(error, QuorumSmsError)
+    print_error(error)
+    return error.exit_code
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -58,6 +59,8 @@ PII_GROUPS = ("phones", "emails", "names", "messages", "recipients")
 PII_CHOICES = ("keep", "hash", "drop")
 #: A shorter key could be guessed; 32 random characters are easy to generate (docs).
 PII_KEY_MIN_LENGTH = 16
+#: How far in the future a start date may be: clock skew between this machine and Quorum's.
+FUTURE_SKEW = timedelta(minutes=5)
 
 
 def _pii(what: str) -> Any:
@@ -331,6 +334,8 @@ class SyncConfig:
     since_given: bool = False
     full_refresh: bool = False
     build_models: bool = True
+    #: the model directory of the nightly build; None is the project's sql/
+    sql_dir: Path | None = None
 
     @property
     def is_duckdb(self) -> bool:
@@ -385,6 +390,7 @@ def load_sync_config(
     build_models: bool = True,
     publish_database: str | None = None,
     inspect_database: bool = True,
+    sql_dir: str | os.PathLike[str] | None = None,
 ) -> SyncConfig:
     """Resolve and validate every setting of a command that talks to the API.
 
@@ -393,7 +399,8 @@ def load_sync_config(
             which never opens the warehouse, turns it off.
 
     Raises:
-        ConfigError: no credentials, or a bad value (see the module docstring).
+        ConfigError: no credentials, a bad value (see the module docstring), or a start
+            date (`--since`, `initial_value`) in the future.
     """
     source = resolve(QuorumSourceSettings(), SOURCE_SECTION)
     if base_url:
@@ -401,15 +408,40 @@ def load_sync_config(
     if since is not None:
         source.initial_value = since
     run, path = load_run_settings(database, destination, inspect=inspect_database)
+    checked = check_settings(source)
+    refuse_future_start(checked.initial_value, "--since" if since is not None else
+                        "[sources.quorum] initial_value (QUORUM_INITIAL_VALUE)")
     return SyncConfig(
-        source=check_settings(source),
+        source=checked,
         run=run,
         database=path,
         publish_database=resolve_publish_database(publish_database, run.publish_database, path),
         since_given=since is not None,
         full_refresh=full_refresh,
         build_models=build_models,
+        sql_dir=Path(sql_dir).expanduser().resolve() if sql_dir is not None else None,
     )
+
+
+def refuse_future_start(start: str, where: str) -> None:
+    """Refuse a start date later than now (plus clock skew): it would freeze the cursor.
+
+    A sync from the future reads nothing, yet saves that date as its cursor, so every later
+    run would read nothing either. The bound is this machine's clock.
+
+    Raises:
+        ConfigError: the start is later than now plus `FUTURE_SKEW`.
+    """
+    parsed = datetime.fromisoformat(start)
+    now = datetime.now(UTC)
+    if parsed > now + FUTURE_SKEW:
+        raise ConfigError(
+            f"The start date {parsed.isoformat()} given as {where} is in the future (this "
+            f"machine's clock says {now.replace(microsecond=0).isoformat()}). A sync from there "
+            "would read nothing and save that date as its cursor, so every later run would read "
+            "nothing either; nothing was changed. Give a date in the past, or leave it out to "
+            "continue from the saved cursor."
+        )
 
 
 # -- operations: failure webhook and personal data ------------------------------------------

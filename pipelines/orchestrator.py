@@ -12,6 +12,7 @@ the command shows goes through a `RunReporter`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import EXIT_LOADED_WITH_REJECTS, NotifyError, QuorumSmsError
+from pipelines.interrupts import Interrupted, interruption, raise_if_received
 from pipelines.lock import warehouse_lock
 from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
@@ -31,7 +33,7 @@ from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
 from pipelines.quorum.settings import RAW_DATASET
 from pipelines.redaction import redact
-from pipelines.sync import SyncSummary, make_pipeline, run_sync, saved_cursor
+from pipelines.sync import SyncSummary, check_start, make_pipeline, run_sync, saved_cursor
 from pipelines.target import builds_models, warehouse_target
 from pipelines.warehouse.publish import PublishResult, publish_analytics, remove_stale_temporaries
 from pipelines.warehouse.runner import BuildResult, build_models
@@ -96,6 +98,8 @@ class _Run:
     observer: SourceObserver = field(default_factory=SourceObserver)
     #: the history row already says the data was loaded (a later step failed)
     loaded: bool = False
+    #: the step running now, for the history row of a run that stops in it
+    step: str = "start"
 
 
 Step = Callable[[_Run], None]
@@ -120,7 +124,8 @@ def _record_sync_step(run: _Run) -> None:
 
 def _models_step(run: _Run) -> None:
     if run.config.build_models and builds_models(run.config.run.destination):
-        run.result.models = build_models(run.target)
+        run.reporter.note("building the SQL models")
+        run.result.models = build_models(run.target, run.config.sql_dir)
         run.reporter.models_built(run.result.models)
 
 
@@ -134,6 +139,14 @@ def _publish_step(run: _Run) -> None:
 #: The nightly run after the run history has started, in order.
 NIGHTLY_STEPS: tuple[Step, ...] = (_sync_step, _record_sync_step, _models_step, _publish_step)
 
+#: What each step is called in the history row of a run interrupted in it.
+STEP_NAMES: dict[Step, str] = {
+    _sync_step: "the sync (reading or loading)",
+    _record_sync_step: "recording the sync",
+    _models_step: "the SQL model build",
+    _publish_step: "publishing the analytics file",
+}
+
 
 def run_nightly(
     config: SyncConfig,
@@ -143,8 +156,12 @@ def run_nightly(
 ) -> RunResult:
     """Run the nightly sequence under the database lock; see the module docstring.
 
+    A signal (SIGINT, SIGTERM) at any step is recorded as `interrupted` and raised as
+    `Interrupted`, whatever error the code it landed in made of it.
+
     Raises:
         QuorumSmsError: the first step's error, unchanged (after history and alert).
+        Interrupted: a signal stopped the run (recorded, not alerted).
     """
     run = _Run(config, reporter or RunReporter(), RunResult(config))
     try:
@@ -157,18 +174,30 @@ def run_nightly(
             if config.is_duckdb:
                 restrict(config.database)  # what older versions left readable by others
             _remove_stale_publishes(run)
+            # a --since that would skip records is refused before the history row is written
+            check_start(config)
             _start_history(run)
             for step in steps:
+                # a signal dlt took during its load (it finishes the load, then returns)
+                # stops the run here, between steps
+                raise_if_received()
+                run.step = STEP_NAMES.get(step, getattr(step, "__name__", "a step"))
                 step(run)
+            raise_if_received()
+            run.step = "recording the run's end"
             if run.recorder is not None and not run.loaded:
                 run.recorder.finish(
                     "succeeded", _summary_counts(run.result.summary),
                     exit_code=run.result.exit_code,
                 )
     except BaseException as error:
-        _record_failure(run, error)
-        if not isinstance(error, KeyboardInterrupt):
-            _alert(run, error)
+        stopped = interruption(error)
+        _record_failure_safely(run, stopped or error)
+        if stopped is not None:
+            if stopped is error:
+                raise
+            raise stopped from error
+        _alert(run, error)
         raise
     if run.result.exit_code == EXIT_LOADED_WITH_REJECTS:
         _announce(run, rejects_text(run.config, run.result))
@@ -202,26 +231,44 @@ def _local_cursor(config: SyncConfig) -> str | None:
         return None  # the sync itself reports a broken pipeline folder
 
 
+def _record_failure_safely(run: _Run, error: BaseException) -> None:
+    """Record the failure; a history that cannot be written is a warning, never the error."""
+    try:
+        _record_failure(run, error)
+    except Exception as history_error:
+        run.reporter.note(
+            f"warning: the run history could not record this run's end "
+            f"({redact(' '.join(str(history_error).split()))}); the row stays `running` until "
+            "the next run marks it interrupted. The run's own error follows."
+        )
+
+
 def _record_failure(run: _Run, error: BaseException) -> None:
     if run.recorder is None:
         return  # the history never started (settings, lock): nothing to record
-    code = error.exit_code if isinstance(error, QuorumSmsError) else 1
-    if run.loaded and run.result.summary is not None:
+    if isinstance(error, Interrupted):
+        code = error.exit_code
+        text = f"{error} during {run.step}"
+        status = "interrupted"
+    else:
+        code = error.exit_code if isinstance(error, QuorumSmsError) else 1
+        text = str(error) or type(error).__name__
+        status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
+    if run.result.summary is not None:  # the sync's load is committed
+        stopped = "was interrupted" if status == "interrupted" else "failed"
+        after = (
+            "building or publishing the SQL models" if run.loaded
+            else "the run, after the load,"
+        )
         run.recorder.finish(
-            "failed",
+            status,
             _summary_counts(run.result.summary),
-            error="the data was loaded and the cursor moved, but building or publishing the SQL "
-            f"models failed: {error}",
+            error=f"the data was loaded and the cursor moved, but {after} {stopped} "
+            f"(the previous marts are unchanged): {text}",
             exit_code=code,
         )
         return
-    interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
-    run.recorder.finish(
-        "interrupted" if interrupted else "failed",
-        _observer_counts(run.observer),
-        error=str(error) or type(error).__name__,
-        exit_code=code,
-    )
+    run.recorder.finish(status, _observer_counts(run.observer), error=text, exit_code=code)
 
 
 def failure_text(config: SyncConfig, error: BaseException, run_id: str | None) -> str:
@@ -384,14 +431,23 @@ def run_reconcile(config: SyncConfig, *, force: bool = False) -> ReconcileRun:
             result.live_at_source, result.pages = len(live), stats.pages
             apply_deletions(target, live, result, force=force)
         except BaseException as error:
-            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-            code = error.exit_code if isinstance(error, QuorumSmsError) else 1
-            recorder.finish(
-                status,
-                RunCounts(pages=stats.pages or None),
-                error=str(error) or type(error).__name__,
-                exit_code=code,
+            stopped = interruption(error)
+            status = "interrupted" if stopped is not None else "failed"
+            code = (
+                stopped.exit_code if stopped is not None
+                else error.exit_code if isinstance(error, QuorumSmsError) else 1
             )
+            # a history that cannot be written never replaces reconcile's own error; the row
+            # left `running` is marked interrupted by the next run
+            with contextlib.suppress(Exception):
+                recorder.finish(
+                    status,
+                    RunCounts(pages=stats.pages or None),
+                    error=str(stopped or error) or type(error).__name__,
+                    exit_code=code,
+                )
+            if stopped is not None and stopped is not error:
+                raise stopped from error
             raise
         recorder.finish(
             "succeeded",

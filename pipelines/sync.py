@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import SyncConfig
-from pipelines.errors import QuorumSmsError, SyncFailed
+from pipelines.errors import ConfigError, QuorumSmsError, SyncFailed
 from pipelines.quorum import SourceObserver, effective_lag, quorum_source, settings
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
@@ -207,12 +208,12 @@ def known_rejects(pipeline: dlt.Pipeline) -> list[KnownReject]:
 
 
 def unwrap(error: BaseException) -> BaseException:
-    """The error of ours that dlt wrapped (PipelineStepFailed, extraction errors), if any."""
+    """The error of ours (or the Ctrl-C) that dlt wrapped (PipelineStepFailed, ...), if any."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, QuorumSmsError):
+        if isinstance(current, QuorumSmsError | KeyboardInterrupt):
             return current
         inner = getattr(current, "exception", None)
         current = inner if isinstance(inner, BaseException) else (
@@ -247,7 +248,7 @@ def run_sync(
         _sync(pipeline, config, summary, observer or SourceObserver(), policy, run_id)
     except PipelineStepFailed as error:
         inner = unwrap(error)
-        if isinstance(inner, QuorumSmsError):
+        if isinstance(inner, QuorumSmsError | KeyboardInterrupt):
             raise inner from None
         raise SyncFailed(
             f"The sync failed in dlt's {error.step} step: {redact(str(inner))[:600]}. "
@@ -256,6 +257,90 @@ def run_sync(
         ) from None
     summary.duration_seconds = time.monotonic() - started
     return summary
+
+
+def _cursor_time(pipeline: dlt.Pipeline) -> datetime | None:
+    value = saved_cursor(pipeline)
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def start_lag(config: SyncConfig, pipeline: dlt.Pipeline) -> tuple[float, str | None]:
+    """The lag window of this run, and a note when `--since` widened it into a backfill.
+
+    dlt starts at the later of `initial_value` (where `--since` lands) and the saved cursor
+    minus the lag. So an earlier `--since` is honoured by widening the lag to reach it (a
+    backfill: merging on `id` makes the re-read harmless), and a later one, which would skip
+    every record in between for good, is refused.
+
+    Raises:
+        ConfigError: `--since` is later than the saved cursor minus the lag.
+    """
+    previous = {} if config.full_refresh else resource_state(pipeline)
+    lag = effective_lag(config.source.lag_seconds, previous)
+    cursor = None if config.full_refresh else _cursor_time(pipeline)
+    if cursor is None or not config.since_given:
+        return lag, None
+    since = datetime.fromisoformat(config.source.initial_value)
+    earliest_start = cursor - timedelta(seconds=lag)
+    if since > earliest_start:
+        raise ConfigError(
+            f"--since {since.isoformat()} is later than where this sync continues "
+            f"({earliest_start.isoformat()}: the saved cursor {cursor.isoformat()} minus the "
+            f"{lag:.0f} s lag window), so the records changed in between would never be read; "
+            "nothing was changed. Leave --since out to continue from the saved cursor, give an "
+            "earlier date to re-read from it, or, to deliberately start over from that date "
+            "with nothing before it, add --full-refresh (it drops the raw tables first)."
+        )
+    # one second more, so rounding the lag never starts a microsecond after --since
+    return max(lag, (cursor - since).total_seconds() + 1), (
+        f"backfill: re-read from --since {since.isoformat()}, before the saved cursor "
+        f"{cursor.isoformat()}"
+    )
+
+
+def check_start(config: SyncConfig) -> None:
+    """Refuse a `--since` that would skip records, before anything is written.
+
+    The caller holds the database lock. Reads the saved cursor (restoring dlt's state from
+    the destination when the local folder is gone); writes nothing to the warehouse.
+
+    Raises:
+        ConfigError: see `start_lag`.
+    """
+    if not config.since_given or config.full_refresh:
+        return
+    if config.is_duckdb and not config.database.exists():
+        return  # a new warehouse: --since is simply where the first sync starts
+    pipeline = make_pipeline(config)
+    pipeline.sync_destination()
+    start_lag(config, pipeline)
+
+
+def drop_superseded_events(pipeline: dlt.Pipeline) -> int:
+    """Delete event rows of a record version that was not kept; return how many.
+
+    One load can hold two versions of a record (served twice on one page, or changed while
+    the run paged). dlt keeps the newest `sendsms` row, but merges events per (record, event
+    type), so an older version's `delivered` could survive beside the newer `failed`. Every
+    event row carries its record's `updated`: a row whose `updated` is not the kept one's
+    belongs to a version that was replaced, and goes.
+    """
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return 0
+        events = client.make_qualified_table_name(settings.EVENTS_TABLE)
+        records = client.make_qualified_table_name(settings.SENDSMS_TABLE)
+        try:
+            rows = client.execute_sql(
+                f"delete from {events} where not exists (select 1 from {records} as r "
+                f"where r.id = {events}.sendsms_id and r.updated = {events}.updated)"
+            )
+        except DatabaseUndefinedRelation:
+            return 0  # no event has been loaded yet
+    return int(rows[0][0]) if rows and rows[0] else 0
 
 
 def _sync(
@@ -277,11 +362,12 @@ def _sync(
     rows_before = None if config.full_refresh else count_records(config)
     previous = {} if config.full_refresh else resource_state(pipeline)
     source_settings = copy.copy(config.source)
-    source_settings.lag_seconds = effective_lag(config.source.lag_seconds, previous)
-    if source_settings.lag_seconds > config.source.lag_seconds:
-        summary.notes.append(
-            f"lag widened to {source_settings.lag_seconds:.0f} s after the last run's full scan"
-        )
+    source_settings.lag_seconds, backfill = start_lag(config, pipeline)
+    full_scan_lag = effective_lag(config.source.lag_seconds, previous)
+    if backfill:
+        summary.notes.append(backfill)
+    elif source_settings.lag_seconds > config.source.lag_seconds:
+        summary.notes.append(f"lag widened to {full_scan_lag:.0f} s after the last run's full scan")
     source = quorum_source(
         source_settings,
         observer=observer,
@@ -295,6 +381,7 @@ def _sync(
         pipeline.run(source, loader_file_format=file_format, refresh="drop_sources")
     else:
         pipeline.run(source, loader_file_format=file_format)
+    drop_superseded_events(pipeline)
     delete_loaded_packages(pipeline)
     summary.read_from = observer.cursor_start.isoformat() if observer.cursor_start else None
     summary.cursor_after = saved_cursor(pipeline)

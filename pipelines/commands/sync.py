@@ -110,6 +110,7 @@ def register(subparsers: Any) -> None:
         help="drop the raw tables and the cursor, then read everything from --since",
     )
     sync.add_argument("--no-models", action="store_true", help="skip rebuilding the SQL models")
+    sync.add_argument("--sql-dir", type=Path, help="the model directory (default: sql/)")
     sync.set_defaults(handler=sync_command)
 
     demo = subparsers.add_parser(
@@ -136,6 +137,7 @@ def sync_command(args: argparse.Namespace) -> int:
         full_refresh=args.full_refresh,
         build_models=not args.no_models,
         publish_database=args.publish_database,
+        sql_dir=args.sql_dir,
     )
     return run_nightly(config, TerminalReporter()).exit_code
 

@@ -1,0 +1,180 @@
+"""Operator mistakes that used to lose data or freeze the pipeline (issue 12, items 1-3).
+
+`--since` may move the start back (a backfill that merges), never forward past the saved
+cursor minus the lag, never into the future; commands that write the warehouse take the
+run lock; a run history that cannot be written never hides the run's own error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+
+from pipelines.cli import main
+from pipelines.lock import database_lock
+from pipelines.simulator import Faults
+from tests.e2e.test_interrupts import marts_digest
+from tests.e2e.test_sync import saved_cursor, sync, table_digest, to_utc
+from tests.e2e.truth import assert_warehouse_equals
+from tests.ops.helpers import history
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_since_past_the_saved_cursor_is_refused_and_nothing_is_skipped(
+    sync_env, simulator_factory, capsys
+):
+    sim = simulator_factory(n_records=2000)
+    assert sync(capsys, sim.base_url)[0] == 0
+    cursor = to_utc(saved_cursor(sync_env))
+    sim.world.advance(timedelta(days=2))
+    before = (table_digest(sync_env), saved_cursor(sync_env), len(history(sync_env)))
+    ahead = (cursor + timedelta(days=1)).isoformat()
+    sim.stats.reset()
+    code, output = sync(capsys, sim.base_url, "--since", ahead)
+    assert code == 2, output
+    assert "--full-refresh" in output and "never be read" in output
+    assert (table_digest(sync_env), saved_cursor(sync_env), len(history(sync_env))) == before
+    assert sim.stats.requests == 0  # refused before a single request
+    code, output = sync(capsys, sim.base_url)
+    assert code == 0, output
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_since_inside_the_lag_window_is_refused(sync_env, simulator_factory, capsys):
+    sim = simulator_factory(n_records=800)
+    assert sync(capsys, sim.base_url)[0] == 0
+    cursor = to_utc(saved_cursor(sync_env))
+    inside = (cursor - timedelta(minutes=5)).isoformat()  # the default lag is an hour
+    code, output = sync(capsys, sim.base_url, "--since", inside)
+    assert code == 2, output
+
+
+def test_earlier_since_re_reads_from_that_date_and_merges(sync_env, simulator_factory, capsys):
+    sim = simulator_factory(n_records=2000)
+    assert sync(capsys, sim.base_url)[0] == 0
+    truth = sim.world.ground_truth()
+    since = sorted(to_utc(r["updated"]) for r in truth)[len(truth) // 2]
+    expected_reads = sum(1 for r in truth if to_utc(r["updated"]) >= since)
+    # a record lost from the warehouse comes back with the backfill
+    with duckdb.connect(str(sync_env)) as connection:
+        connection.execute(
+            "delete from quorum_raw.sendsms where id = (select max(id) from quorum_raw.sendsms)"
+        )
+    sim.stats.reset()
+    code, output = sync(capsys, sim.base_url, "--since", since.isoformat())
+    assert code == 0, output
+    assert "backfill: re-read from --since" in output
+    assert sim.stats.records_served >= expected_reads
+    assert_warehouse_equals(sync_env, truth)
+    sim.world.advance(timedelta(days=1))
+    assert sync(capsys, sim.base_url)[0] == 0
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_future_since_on_a_new_database_is_refused_and_writes_nothing(sync_env, capsys):
+    code = main(["sync", "--base-url", "http://127.0.0.1:9", "--since", "2100-01-01"])
+    output = "".join(capsys.readouterr())
+    assert code == 2, output
+    assert "in the future" in output
+    assert not sync_env.parent.exists()
+
+
+def test_future_since_with_full_refresh_drops_nothing(sync_env, simulator_factory, capsys):
+    sim = simulator_factory(n_records=800)
+    assert main(["sync", "--base-url", sim.base_url]) == 0
+    capsys.readouterr()
+    before = (table_digest(sync_env), saved_cursor(sync_env), marts_digest(sync_env))
+    code = main(["sync", "--base-url", sim.base_url, "--full-refresh", "--since", "2100-01-01"])
+    output = "".join(capsys.readouterr())
+    assert code == 2, output
+    assert (table_digest(sync_env), saved_cursor(sync_env), marts_digest(sync_env)) == before
+
+
+def test_models_and_reconcile_wait_for_the_lock_then_refuse(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    sim = simulator_factory(n_records=600)
+    assert main(["sync", "--base-url", sim.base_url]) == 0
+    marts = marts_digest(sync_env)
+    runs = len(history(sync_env))
+    capsys.readouterr()
+    monkeypatch.setenv("QUORUM_LOCK_WAIT_SECONDS", "0.2")
+    with database_lock(sync_env, 0):
+        assert main(["models"]) == 1
+        assert main(["reconcile", "--base-url", sim.base_url]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("Another quorum-sms run is using") == 2, err
+    assert marts_digest(sync_env) == marts and len(history(sync_env)) == runs
+
+
+def sync_process(base_url: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "sync", "--no-models", "--base-url", base_url],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_models_refuses_while_a_sync_is_loading(sync_env, simulator_factory, capsys, monkeypatch):
+    sim = simulator_factory(n_records=1500)
+    assert main(["sync", "--base-url", sim.base_url]) == 0
+    marts = marts_digest(sync_env)
+    sim.world.advance(timedelta(days=1))
+    sim.pause_api()
+    process = sync_process(sim.base_url, {})
+    try:
+        assert sim.wait_for_held(1, timeout=120), "the sync never asked for a page"
+        monkeypatch.setenv("QUORUM_LOCK_WAIT_SECONDS", "0")
+        capsys.readouterr()
+        assert main(["models"]) == 1
+        assert "Another quorum-sms run is using" in " ".join(capsys.readouterr().err.split())
+    finally:
+        sim.resume_api()
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, output
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+    assert marts_digest(sync_env) == marts  # models never ran in between
+    assert [row["status"] for row in history(sync_env)] == ["succeeded", "succeeded"]
+
+
+def test_a_history_that_cannot_be_written_never_hides_the_error(sync_env, simulator_factory):
+    sim = simulator_factory(n_records=1500)
+    first = sync_process(sim.base_url, {})
+    assert first.wait(timeout=180) == 0, first.communicate()
+    sim.world.advance(timedelta(days=1))
+    sim.pause_api()
+    quick_to_fail = {"SOURCES__QUORUM__MAX_ATTEMPTS": "2", "SOURCES__QUORUM__BACKOFF_INITIAL": "0"}
+    process = sync_process(sim.base_url, quick_to_fail)
+    try:
+        # the run has started its history row and is reading; now another process (this
+        # test) holds the DuckDB file, so the run cannot write the row's end
+        assert sim.wait_for_held(1, timeout=120), "the sync never asked for a page"
+        holder = duckdb.connect(str(sync_env))
+        sim.faults = Faults(error_rate=1.0, seed=4)
+    finally:
+        sim.resume_api()
+    try:
+        output, _ = process.communicate(timeout=180)
+        rows = holder.execute("select status from quorum_ops.sync_runs order by started_at")
+        statuses = [row[0] for row in rows.fetchall()]
+    finally:
+        holder.close()
+    text = " ".join(output.split())
+    assert process.returncode == 4, output  # the API's failure, not the history's
+    assert "kept failing" in text
+    assert "warning: the run history could not record this run's end" in text
+    assert statuses == ["succeeded", "running"]
+    sim.faults = Faults()
+    again = sync_process(sim.base_url, {})
+    output, _ = again.communicate(timeout=180)
+    assert again.returncode == 0, output
+    assert [row["status"] for row in history(sync_env)] == ["succeeded", "interrupted", "succeeded"]
