@@ -322,15 +322,19 @@ def rebuild_models(
     *,
     lock_wait_seconds: float,
     sql_dir: Path | None = None,
+    full_refresh: bool = False,
 ) -> ModelsRun:
     """Under the database lock: build the models and data checks, then publish them.
+
+    The build is incremental when it can be; `full_refresh` rebuilds (and republishes)
+    everything.
 
     Raises:
         QuorumSmsError: a model or check failed (nothing changed, nothing published), or
             the analytics file could not be published (the warehouse's marts are new).
     """
     with database_lock(database, lock_wait_seconds):
-        models = build_models(database, sql_dir)
+        models = build_models(database, sql_dir, full_refresh=full_refresh)
         published = publish_analytics(database, publish_database)
     return ModelsRun(models, published)
 
