@@ -17,8 +17,8 @@ the marts rebuilt whole are replaced, and the file is checkpointed, fsynced and 
 above. The previous file is used only when it is exactly the one the last publish wrote
 after the build just before this one (build id, inode, size and modification time recorded
 in `quorum_ops.model_publishes` of the warehouse), in the same storage version, and has not
-grown past 1.5 times the size of its last full copy; otherwise, and after a full build, the
-marts are copied whole into a new file.
+grown past 1.5 times the size of its last full copy (and by more than 32 MiB); otherwise,
+and after a full build, the marts are copied whole into a new file.
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 #: DuckDB's storage version number in the main header for PUBLISH_STORAGE_VERSION.
 PUBLISH_STORAGE_NUMBER = 64
 PUBLISHES_TABLE = f"{BOOKKEEPING_SCHEMA}.model_publishes"
-#: An incrementally published file that grew past this share of its last full copy is
-#: copied whole again (deleted rows leave free blocks behind).
+#: An incrementally published file that grew past this share of its last full copy, and by
+#: more than GROWTH_ALLOWANCE bytes, is copied whole again (deleted rows and replaced tables
+#: leave free blocks behind; a small file doubles from one block per table alone).
 MAX_GROWTH = 1.5
+GROWTH_ALLOWANCE = 32 * 1_048_576
 
 
 @dataclass(frozen=True)
@@ -379,7 +381,7 @@ def _increment_for(database: duckdb.DuckDBPyConnection, target: Path) -> _Increm
     ):
         return None
     base_bytes = int(recorded[4])
-    if stat.st_size > MAX_GROWTH * base_bytes:
+    if stat.st_size > max(MAX_GROWTH * base_bytes, base_bytes + GROWTH_ALLOWANCE):
         return None
     rows = database.execute(
         f"select relation, mode, key_column, key_table from {BUILD_TABLES_TABLE} "
