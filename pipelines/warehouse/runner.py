@@ -65,17 +65,17 @@ class BuildResult:
             for layer in ("seeds", "staging", "intermediate", "marts")
         }
         if self.mode == "incremental":
-            how = (
-                f"incremental build ({self.changed_records:,} changed records; "
-                f"{len(self.incremental_tables)} tables updated by key, the rest rebuilt)"
+            return (
+                f"built incrementally in {self.seconds:.2f} s: {self.changed_records:,} "
+                f"changed records, {len(self.incremental_tables)} tables updated by key, the "
+                f"other tables rebuilt; {self.checks_run} data checks passed"
             )
-        else:
-            how = (
-                f"full build ({self.reason}): {layers['seeds']} seeds, {layers['staging']} "
-                f"staging views, {layers['intermediate']} intermediate and "
-                f"{layers['marts']} mart tables"
-            )
-        return f"{how} in {self.seconds:.2f} s; {self.checks_run} data checks passed"
+        return (
+            f"built {layers['seeds']} seeds, {layers['staging']} staging views, "
+            f"{layers['intermediate']} intermediate and {layers['marts']} mart tables in "
+            f"{self.seconds:.2f} s (full build: {self.reason}); {self.checks_run} data checks "
+            "passed"
+        )
 
 
 def build_models(

@@ -141,7 +141,7 @@ def test_full_refresh_and_changed_model_files_rebuild_everything(
     code, output = cli(capsys, "models", "--full-refresh")
     assert code == 0, output
     assert last_build(sync_env)[1:3] == ("full", "--full-refresh was asked for")
-    assert "full build (--full-refresh was asked for)" in output
+    assert "(full build: --full-refresh was asked for)" in output
     assert "published incrementally" not in output
 
     # one changed comment in one mart is a changed model: the next build starts over
