@@ -295,7 +295,11 @@ class IncrementalBuild:
         self, model: Model, key: UniqueKey, key_tables: dict[str, str], inputs: list[str]
     ) -> None:
         target = model.relation
-        chosen = _key_predicate(key, key_tables)
+        nulls = {
+            column for column, table in key_tables.items()
+            if self._count(f"{table} where {column} is null")
+        }
+        chosen = _key_predicate(key, key_tables, nulls)
         old = f"incr_old_{model.name}"
         self._temporary(old, f"select * from {target} where {chosen}")
         self.warehouse.execute(f"delete from {target} where {chosen}")
@@ -304,7 +308,7 @@ class IncrementalBuild:
             present = [c for c in key.columns if c in _columns(self.warehouse, relation)]
             if present:
                 restrictions[relation] = " or ".join(
-                    _member(c, key_tables[c]) for c in present
+                    _member(c, key_tables[c], c in nulls) for c in present
                 )
         restricted = restrict_inputs(model.sql, model, restrictions)
         compiled = compile_sql(restricted, self.warehouse.dialect, model.path)
@@ -336,19 +340,25 @@ class IncrementalBuild:
         return int(result.rows[0][0]) if result.rows else 0
 
 
-def _member(column: str, key_table: str) -> str:
-    """`column` is one of the key table's values, NULL included (a NULL key is a group too)."""
+def _member(column: str, key_table: str, with_null: bool = True) -> str:
+    """`column` is one of the key table's values, NULL included (a NULL key is a group too).
+
+    Without a NULL among the keys the plain `in` is left, which engines turn into a semi
+    join (and DuckDB into a filter pushed into the scan).
+    """
+    if not with_null:
+        return f"{column} in (select {column} from {key_table})"
     return (
         f"({column} in (select {column} from {key_table} where {column} is not null) or "
         f"({column} is null and exists (select 1 from {key_table} where {column} is null)))"
     )
 
 
-def _key_predicate(key: UniqueKey, key_tables: dict[str, str]) -> str:
+def _key_predicate(key: UniqueKey, key_tables: dict[str, str], nulls: set[str]) -> str:
     if not key.grains:
-        return _member(key.column, key_tables[key.column])
+        return _member(key.column, key_tables[key.column], key.column in nulls)
     return "(" + " or ".join(
-        f"(grain = '{value}' and {_member(column, key_tables[column])})"
+        f"(grain = '{value}' and {_member(column, key_tables[column], column in nulls)})"
         for value, column in key.grains
     ) + ")"
 
