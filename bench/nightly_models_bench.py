@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/nightly_models_bench.py [--messages N] [--changed-fraction F]
 
-Synthetic raw tables as in models_bench.py (each row stamped with a dlt load id), a first full
-build and publish, then one night of changes: `--changed-fraction` of the records updated
+Synthetic raw tables as in models_bench.py (each row stamped with a dlt load id), scaled as
+history grows: per million records 90 more days, 2,000 more campaigns and 200,000 more
+supporters (40 sender numbers whatever the size); a first full build and publish, then one
+night of changes: `--changed-fraction` of the records updated
 (status, opens; the ids spread over the whole history, the worst case), late failure events
 for half of those, new records worth half of it, and a few records deleted at the source.
 Then, on two copies of that warehouse, the nightly step: `build_models` + `publish_analytics`
@@ -50,7 +52,7 @@ where event_type = 'queued' and hash(sendsms_id * 31) % {every} = 0 and sendsms_
 insert into quorum_raw.sendsms
 select * replace (
     id + {n} as id, 'uuid-new-' || id as message_uuid, '{load}' as _dlt_load_id,
-    send_time + interval 90 day as send_time, created + interval 90 day as created
+    send_time + interval {days} day as send_time, created + interval {days} day as created
 )
 from quorum_raw.sendsms
 where id <= {new};
@@ -60,10 +62,24 @@ where id % 100003 = 17;
 """
 
 
+def history_days(messages: int) -> int:
+    """Days of history: 90 per million records."""
+    return max(1, round(90 * messages / 1_000_000))
+
+
 def generate(path: Path, messages: int, threads: int) -> None:
     """The raw tables, stamped with the first load's id, and the run history table."""
+    scale = max(1.0, messages / 1_000_000)
+    sql = (
+        GENERATE.replace("% 200000", "% {supporters}")
+        .replace("% 2000", "% {campaigns}")
+        .replace("(90 * 86400)", "({days} * 86400)")
+    )
     with duckdb.connect(str(path), config={"threads": str(threads)}) as connection:
-        connection.execute(GENERATE.format(n=messages))
+        connection.execute(sql.format(
+            n=messages, days=history_days(messages), supporters=round(200_000 * scale),
+            campaigns=round(2000 * scale),
+        ))
         for table in ("sendsms", "sendsms_events"):
             connection.execute(
                 f"alter table quorum_raw.{table} add column _dlt_load_id varchar "
@@ -76,9 +92,10 @@ def one_night(path: Path, messages: int, fraction: float, threads: int) -> int:
     """Apply one night's changes; return the number of changed or new records."""
     every = max(1, round(1 / fraction))
     with duckdb.connect(str(path), config={"threads": str(threads)}) as connection:
-        connection.execute(
-            NIGHT.format(load=NIGHT_LOAD, every=every, n=messages, new=messages // every // 2)
-        )
+        connection.execute(NIGHT.format(
+            load=NIGHT_LOAD, every=every, n=messages, new=messages // every // 2,
+            days=history_days(messages),
+        ))
         row = connection.execute(
             f"select count(*) from quorum_raw.sendsms where _dlt_load_id = '{NIGHT_LOAD}'"
         ).fetchone()
@@ -89,7 +106,12 @@ def nightly(path: Path, target: Path, threads: int, *, full: bool) -> tuple[floa
     """build_models + publish_analytics as the nightly run calls them; (build s, publish s)."""
     build = build_models(path, threads=threads, full_refresh=full)
     published = publish_analytics(path, target, threads=threads, full=full)
-    return build.seconds, published.seconds, f"{build.summary()}\n    {published.summary()}"
+    slowest = sorted(build.model_seconds.items(), key=lambda item: -item[1])[:4]
+    steps = ", ".join(f"{relation} {seconds:.2f} s" for relation, seconds in slowest)
+    return build.seconds, published.seconds, (
+        f"{build.summary()}\n    slowest: {steps}, checks {build.check_seconds:.2f} s\n"
+        f"    {published.summary()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
