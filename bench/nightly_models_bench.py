@@ -6,7 +6,8 @@ Synthetic raw tables as in models_bench.py (each row stamped with a dlt load id)
 history grows: per million records 90 more days, 2,000 more campaigns and 200,000 more
 supporters (40 sender numbers whatever the size); a first full build and publish, then one
 night of changes: `--changed-fraction` of the records updated
-(status, opens; the ids spread over the whole history, the worst case), late failure events
+(status, opens; `--recent-share` of them sent in the last 3 days, the rest spread over the
+whole history), late failure events
 for half of those, new records worth half of it, and a few records deleted at the source.
 Then, on two copies of that warehouse, the nightly step: `build_models` + `publish_analytics`
 incrementally, and with a full rebuild and full publish. Prints both and their ratio.
@@ -41,13 +42,15 @@ set opens = opens + 1,
     current_status = case when current_status in (1, 2) then 3 else current_status end,
     updated = updated + interval 30 day,
     _dlt_load_id = '{load}'
-where hash(id * 31) % {every} = 0;
+where {chosen};
 
 insert into quorum_raw.sendsms_events
 select sendsms_id, 'failed', occurred_at + interval 1 day, '30099', 'late failure',
     'carrier-x', '{load}'
 from quorum_raw.sendsms_events
-where event_type = 'queued' and hash(sendsms_id * 31) % {every} = 0 and sendsms_id % 2 = 0;
+where event_type = 'queued' and sendsms_id in (
+    select id from quorum_raw.sendsms where _dlt_load_id = '{load}'
+) and sendsms_id % 2 = 0;
 
 insert into quorum_raw.sendsms
 select * replace (
@@ -88,13 +91,26 @@ def generate(path: Path, messages: int, threads: int) -> None:
         ensure_table(connection)
 
 
-def one_night(path: Path, messages: int, fraction: float, threads: int) -> int:
-    """Apply one night's changes; return the number of changed or new records."""
+def one_night(
+    path: Path, messages: int, fraction: float, recent_share: float, threads: int
+) -> int:
+    """Apply one night's changes; return the number of changed or new records.
+
+    `recent_share` of the updated records are among those sent in the last 3 days (texts
+    progress, opens and late events come soon after a send); the rest anywhere in history.
+    """
     every = max(1, round(1 / fraction))
+    days = history_days(messages)
+    recent_every = max(1, round(3 / days / fraction / max(recent_share, 1e-9)))
+    old_every = max(1, round(1 / fraction / max(1 - recent_share, 1e-9)))
+    chosen = (
+        f"(send_time >= timestamptz '2026-01-01 00:00:00+00' + interval {days - 3} day "
+        f"and hash(id * 31) % {recent_every} = 0) or hash(id * 37) % {old_every} = 0"
+        if recent_share > 0 else f"hash(id * 31) % {every} = 0"
+    )
     with duckdb.connect(str(path), config={"threads": str(threads)}) as connection:
         connection.execute(NIGHT.format(
-            load=NIGHT_LOAD, every=every, n=messages, new=messages // every // 2,
-            days=history_days(messages),
+            load=NIGHT_LOAD, chosen=chosen, n=messages, new=messages // every // 2, days=days,
         ))
         row = connection.execute(
             f"select count(*) from quorum_raw.sendsms where _dlt_load_id = '{NIGHT_LOAD}'"
@@ -119,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--changed-fraction", type=float, default=0.001)
+    parser.add_argument(
+        "--recent-share", type=float, default=0.0,
+        help="share of the changed records sent in the last 3 days (default 0: spread "
+        "uniformly over the whole history, the worst case)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (default 2)")
     parser.add_argument("--workdir", type=Path, help="where the files go (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -131,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated {args.messages:,} records in {time.perf_counter() - started:.1f} s")
         build_s, publish_s, text = nightly(base, published, args.threads, full=True)
         print(f"first build + publish: {build_s:.2f} s + {publish_s:.2f} s\n    {text}")
-        changed = one_night(base, args.messages, args.changed_fraction, args.threads)
+        changed = one_night(
+            base, args.messages, args.changed_fraction, args.recent_share, args.threads
+        )
         print(f"one night: {changed:,} records changed or new "
               f"({changed / args.messages:.3%} of the warehouse)")
 

@@ -211,9 +211,11 @@ class IncrementalBuild:
             "incr_changed",
             # a row without a load id (written before the column existed, or by a loader
             # that does not add it) cannot be dated: it counts as changed every time
-            f"select id as {ROOT_KEY} from {raw} where {LOAD_ID} > ? or {LOAD_ID} is null "
-            f"union select sendsms_id from {RAW_SCHEMA}.sendsms_events "
-            f"where {LOAD_ID} > ? or {LOAD_ID} is null "
+            # (separate selects, not `or`: each comparison prunes row groups by their stats)
+            f"select id as {ROOT_KEY} from {raw} where {LOAD_ID} > ? "
+            f"union select id from {raw} where {LOAD_ID} is null "
+            f"union select sendsms_id from {RAW_SCHEMA}.sendsms_events where {LOAD_ID} > ? "
+            f"union select sendsms_id from {RAW_SCHEMA}.sendsms_events where {LOAD_ID} is null "
             # deleted at the source since, or back again (reconcile changes no load id)
             f"union (select id from {raw} where source_deleted_at is not null "
             f"except select id from {DELETED_IDS_TABLE}) "

@@ -20,7 +20,9 @@ import duckdb
 import pytest
 
 from pipelines.cli import main
+from pipelines.errors import ConfigError
 from pipelines.warehouse.database import DEFAULT_SQL_DIR
+from pipelines.warehouse.models import discover_models
 from pipelines.warehouse.publish import default_publish_path, publish_analytics
 from pipelines.warehouse.runner import build_models
 
@@ -193,3 +195,18 @@ def test_a_failed_incremental_build_changes_no_mart_bookkeeping_or_published_fil
     copy, copy_published = full_rebuild_of(sync_env, tmp_path / "after")
     assert_same_tables(sync_env, copy)
     assert_same_tables(published, copy_published)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["-- unique_key: bulk sms id", "-- unique_key: grain(campaign)",
+     "-- recompute_together_by: supporter_id"],
+)
+def test_a_bad_key_declaration_is_refused_naming_the_file(tmp_path: Path, header: str) -> None:
+    sql = tmp_path / "sql"
+    shutil.copytree(DEFAULT_SQL_DIR, sql)
+    mart = sql / "marts" / "sms_delivery_errors.sql"
+    mart.write_text(header + "\n" + mart.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"sms_delivery_errors\.sql") as caught:
+        discover_models(sql)
+    assert "unique_key" in str(caught.value)
