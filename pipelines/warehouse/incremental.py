@@ -119,18 +119,28 @@ def read_state(warehouse: Warehouse) -> BuildState | None:
     return BuildState(int(build_id), str(digest), None if high_water is None else str(high_water))
 
 
-def high_water_mark(warehouse: Warehouse) -> str | None:
-    """The newest `_dlt_load_id` in the raw tables (None when they have no such column)."""
-    parts = [
-        f"select max({LOAD_ID}) as load_id from {RAW_SCHEMA}.{table}"
-        for table in ("sendsms", "sendsms_events")
+def high_water_mark(warehouse: Warehouse, previous: str | None = None) -> str | None:
+    """The newest `_dlt_load_id` in the raw tables (None when they have no such column).
+
+    With the previous build's mark only the newer rows are read (their row groups are found
+    by their statistics), so the cost follows the changes.
+    """
+    newer = " where _dlt_load_id > ?" if previous is not None else ""
+    tables = [
+        table for table in ("sendsms", "sendsms_events")
         if LOAD_ID in _columns(warehouse, f"{RAW_SCHEMA}.{table}")
     ]
-    if not parts:
+    if not tables:
         return None
-    result = warehouse.query(f"select max(load_id) from ({' union all '.join(parts)}) as marks")
+    parts = [f"select max({LOAD_ID}) as load_id from {RAW_SCHEMA}.{t}{newer}" for t in tables]
+    result = warehouse.query(
+        f"select max(load_id) from ({' union all '.join(parts)}) as marks",
+        [previous] * len(tables) if previous is not None else None,
+    )
     value = result.rows[0][0] if result.rows else None
-    return None if value is None else str(value)
+    if value is None:
+        return previous
+    return str(value)
 
 
 def record_build(

@@ -122,15 +122,17 @@ def build_models(
         with warehouse.transaction():
             for schema in sorted({m.schema for m in models}):
                 warehouse.execute(f"create schema if not exists {schema}")
-            high_water = high_water_mark(warehouse)
             incremental: IncrementalBuild | None = None
             changed: int | None = None
             if plan.mode == "incremental":
                 previous_mark = plan.previous.high_water if plan.previous else None
+                high_water = high_water_mark(warehouse, previous_mark or "")
                 incremental = IncrementalBuild(warehouse, models, previous_mark)
                 changed = _guarded(incremental.detect_changes)
-            elif warehouse.dialect != "duckdb":
-                _drop_previous(warehouse, models)
+            else:
+                high_water = high_water_mark(warehouse)
+                if warehouse.dialect != "duckdb":
+                    _drop_previous(warehouse, models)
             model_seconds: dict[str, float] = {}
             for model in models:
                 model_started = time.perf_counter()
