@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
@@ -37,7 +38,7 @@ from sqlglot import exp
 from pipelines.warehouse.compiler import SOURCE_DIALECT, compile_sql, parse_model
 from pipelines.warehouse.database import MARTS_SCHEMA, RAW_SCHEMA
 from pipelines.warehouse.engine import EngineError, Warehouse
-from pipelines.warehouse.models import Model, UniqueKey
+from pipelines.warehouse.models import CheckFile, Model, UniqueKey
 
 BOOKKEEPING_SCHEMA = "quorum_ops"
 BUILDS_TABLE = f"{BOOKKEEPING_SCHEMA}.model_builds"
@@ -57,6 +58,7 @@ class BuildState:
     build_id: int
     fingerprint: str
     high_water: str | None
+    checks_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,12 @@ class Plan:
     reason: str
     fingerprint: str
     previous: BuildState | None
+    checks_fingerprint: str = ""
+
+    @property
+    def checks_changed(self) -> bool:
+        """Whether a check file changed since the last build (then every check reads all)."""
+        return self.previous is None or self.previous.checks_fingerprint != self.checks_fingerprint
 
 
 @dataclass
@@ -86,8 +94,23 @@ def fingerprint(models: Iterable[Model]) -> str:
     return digest.hexdigest()
 
 
-def plan_build(warehouse: Warehouse, models: list[Model], *, full_refresh: bool) -> Plan:
+def checks_fingerprint(checks: Iterable[CheckFile]) -> str:
+    """One hash over every check file: a new or edited check reads every row once."""
+    digest = hashlib.sha256()
+    for check in sorted(checks, key=lambda c: c.name):
+        digest.update(f"{check.name} {hashlib.sha256(check.sql.encode()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def plan_build(
+    warehouse: Warehouse, models: list[Model], checks: list[CheckFile], *, full_refresh: bool
+) -> Plan:
     """Decide between a full and an incremental build (reads only)."""
+    plan = _plan(warehouse, models, full_refresh=full_refresh)
+    return Plan(plan.mode, plan.reason, plan.fingerprint, plan.previous, checks_fingerprint(checks))
+
+
+def _plan(warehouse: Warehouse, models: list[Model], *, full_refresh: bool) -> Plan:
     current = fingerprint(models)
     previous = read_state(warehouse)
     if full_refresh:
@@ -110,13 +133,15 @@ def read_state(warehouse: Warehouse) -> BuildState | None:
     if "model_builds" not in warehouse.table_names(BOOKKEEPING_SCHEMA):
         return None
     result = warehouse.query(
-        f"select build_id, fingerprint, load_id_high_water from {BUILDS_TABLE} "
-        "order by build_id desc limit 1"
+        f"select build_id, fingerprint, load_id_high_water, checks_fingerprint "
+        f"from {BUILDS_TABLE} order by build_id desc limit 1"
     )
     if not result.rows:
         return None
-    build_id, digest, high_water = result.rows[0]
-    return BuildState(int(build_id), str(digest), None if high_water is None else str(high_water))
+    build_id, digest, high_water, checks = result.rows[0]
+    return BuildState(
+        int(build_id), str(digest), None if high_water is None else str(high_water), str(checks)
+    )
 
 
 def high_water_mark(warehouse: Warehouse, previous: str | None = None) -> str | None:
@@ -152,12 +177,13 @@ def record_build(
     warehouse.execute(
         f"create table if not exists {BUILDS_TABLE} (build_id bigint, built_at timestamptz, "
         "mode varchar, reason varchar, fingerprint varchar, load_id_high_water varchar, "
-        "changed_records bigint)"
+        "changed_records bigint, checks_fingerprint varchar)"
     )
     build_id = (plan.previous.build_id if plan.previous else 0) + 1
     warehouse.execute(
-        f"insert into {BUILDS_TABLE} values (?, current_timestamp, ?, ?, ?, ?, ?)",
-        [build_id, plan.mode, plan.reason, plan.fingerprint, high_water, changed],
+        f"insert into {BUILDS_TABLE} values (?, current_timestamp, ?, ?, ?, ?, ?, ?)",
+        [build_id, plan.mode, plan.reason, plan.fingerprint, high_water, changed,
+         plan.checks_fingerprint],
     )
     warehouse.execute(f"drop table if exists {DELETED_IDS_TABLE}")
     warehouse.execute(
@@ -213,6 +239,8 @@ class IncrementalBuild:
         self.with_changes: set[str] = set()
         self.temporary: list[str] = []
         self.tables: list[TableBuild] = []
+        #: relation -> predicate choosing its recomputed keys (for checks scoped to them)
+        self.recomputed: dict[str, str] = {}
 
     def detect_changes(self) -> int:
         """Collect the ids of the records changed since the last build; return their count."""
@@ -312,6 +340,7 @@ class IncrementalBuild:
             if self._count(f"{table} where {column} is null")
         }
         chosen = _key_predicate(key, key_tables, nulls)
+        self.recomputed[target] = chosen
         old = f"incr_old_{model.name}"
         self._temporary(old, f"select * from {target} where {chosen}")
         self.warehouse.execute(f"delete from {target} where {chosen}")
@@ -322,7 +351,7 @@ class IncrementalBuild:
                 restrictions[relation] = " or ".join(
                     _member(c, key_tables[c], c in nulls) for c in present
                 )
-        restricted = restrict_inputs(model.sql, model, restrictions)
+        restricted = restrict_inputs(model.sql, model.path, restrictions)
         compiled = compile_sql(restricted, self.warehouse.dialect, model.path)
         self.warehouse.execute(
             f"insert into {target} select * from (\n{compiled}\n) as incr_new where {chosen}"
@@ -375,13 +404,13 @@ def _key_predicate(key: UniqueKey, key_tables: dict[str, str], nulls: set[str]) 
     ) + ")"
 
 
-def restrict_inputs(sql: str, model: Model, restrictions: dict[str, str]) -> str:
+def restrict_inputs(sql: str, path: Path, restrictions: dict[str, str]) -> str:
     """The model's query (DuckDB's SQL) with each restricted input read through a filter.
 
     `from analytics.fct_sms_message` becomes `from (select * from analytics.fct_sms_message
     where <restriction>) as fct_sms_message`, so the rest of the query reads it unchanged.
     """
-    tree = parse_model(sql, model.path)
+    tree = parse_model(sql, path)
     for table in list(tree.find_all(exp.Table)):
         relation = f"{table.db}.{table.name}".lower()
         if relation not in restrictions:

@@ -54,6 +54,7 @@ _RELATION = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 _UNIQUE_KEY = re.compile(r"^\s*--\s*unique_key\s*:(.*)$", re.MULTILINE)
 _RECOMPUTE_TOGETHER = re.compile(r"^\s*--\s*recompute_together_by\s*:(.*)$", re.MULTILINE)
 _GRAINS = re.compile(r"^grain\((.*)\)$")
+_SCOPE = re.compile(r"^\s*--\s*incremental_scope\s*:\s*changed_keys\s*$", re.MULTILINE)
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -115,6 +116,9 @@ class CheckFile:
     sql: str
     reads: tuple[str, ...]
     hint: str = ""
+    #: `-- incremental_scope: changed_keys`: an offending row depends only on rows of one key,
+    #: so after an incremental build the check reads only the keys that were recomputed.
+    changed_keys_only: bool = False
 
 
 def declared_relations(sql: str, path: Path) -> tuple[str, ...]:
@@ -311,7 +315,8 @@ def discover_checks(sql_dir: Path, models: list[Model]) -> list[CheckFile]:
         reads = verify_declaration(sql, path, "data check")
         _model_names(reads, by_relation, path)
         hint = " ".join(line.strip() for line in _HINT.findall(sql))
-        checks.append(CheckFile(path.stem, path, sql, reads, hint))
+        scoped = bool(_SCOPE.search(sql))
+        checks.append(CheckFile(path.stem, path, sql, reads, hint, scoped))
     return checks
 
 

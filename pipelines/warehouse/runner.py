@@ -118,7 +118,7 @@ def build_models(
             m.name: compile_sql(m.sql, warehouse.dialect, m.path) for m in models if m.sql
         }
         _require_raw_tables(warehouse)
-        plan = plan_build(warehouse, models, full_refresh=full_refresh)
+        plan = plan_build(warehouse, models, checks, full_refresh=full_refresh)
         with warehouse.transaction():
             for schema in sorted({m.schema for m in models}):
                 warehouse.execute(f"create schema if not exists {schema}")
@@ -143,7 +143,12 @@ def build_models(
                     _build_incrementally(warehouse, incremental, model, compiled[model.name])
                 model_seconds[model.relation] = time.perf_counter() - model_started
             checks_started = time.perf_counter()
-            checks_run, failures = run_checks(warehouse, checks, {m.relation for m in models})
+            checks_run, failures = run_checks(
+                warehouse, checks, {m.relation for m in models},
+                # a new or edited check reads every row once
+                incremental.recomputed
+                if incremental is not None and not plan.checks_changed else None,
+            )
             check_seconds = time.perf_counter() - checks_started
             if failures:
                 raise _check_error(failures)
