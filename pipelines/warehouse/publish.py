@@ -424,7 +424,7 @@ def _write_increment(
                 theirs = f'"{source}".{schema}."{table}"'
                 if table in increment.keyed and table in published:
                     column, keys = increment.keyed[table]
-                    chosen = _member(column, f'"{source}".{keys}')
+                    chosen = _member(database, column, f'"{source}".{keys}')
                     database.execute(f"delete from {mine} where {chosen}")
                     database.execute(f"insert into {mine} select * from {theirs} where {chosen}")
                 else:
@@ -449,8 +449,14 @@ def _write_increment(
     return row_counts
 
 
-def _member(column: str, key_table: str) -> str:
-    # NULL is a key too (the campaign of individual texts), so `in` alone would miss it
+def _member(database: duckdb.DuckDBPyConnection, column: str, key_table: str) -> str:
+    """The rows whose `column` is among the keys; NULL is a key too (individual texts)."""
+    nulls = database.execute(
+        f'select count(*) from {key_table} where "{column}" is null'
+    ).fetchone()
+    if not nulls or not nulls[0]:
+        # a plain `in` becomes a semi join pushed into the scan
+        return f'"{column}" in (select "{column}" from {key_table})'
     return (
         f'("{column}" in (select "{column}" from {key_table} where "{column}" is not null) '
         f'or ("{column}" is null and exists (select 1 from {key_table} '
