@@ -125,7 +125,9 @@ def _record_sync_step(run: _Run) -> None:
 def _models_step(run: _Run) -> None:
     if run.config.build_models and builds_models(run.config.run.destination):
         run.reporter.note("building the SQL models")
-        run.result.models = build_models(run.target, run.config.sql_dir)
+        run.result.models = build_models(
+            run.target, run.config.sql_dir, full_refresh=run.config.full_refresh
+        )
         run.reporter.models_built(run.result.models)
 
 
@@ -377,6 +379,7 @@ def rebuild_models(
     *,
     lock_wait_seconds: float,
     sql_dir: Path | None = None,
+    full_refresh: bool = False,
 ) -> ModelsRun:
     """Under the warehouse lock: build the models and data checks, then publish them.
 
@@ -386,12 +389,15 @@ def rebuild_models(
         lock_wait_seconds: how long to wait for a run that holds the lock.
         sql_dir: the model directory; the project's `sql/` when None.
 
+    The build is incremental when it can be; `full_refresh` rebuilds (and republishes)
+    everything.
+
     Raises:
         QuorumSmsError: a model or check failed (nothing changed, nothing published), or
             the analytics file could not be published (the warehouse's marts are new).
     """
     with warehouse_lock(target, RAW_DATASET, lock_wait_seconds):
-        models = build_models(target, sql_dir)
+        models = build_models(target, sql_dir, full_refresh=full_refresh)
         published = None
         if publish_database is not None and isinstance(target, Path):
             published = publish_analytics(target, publish_database)

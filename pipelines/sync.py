@@ -133,6 +133,9 @@ def make_pipeline(config: SyncConfig) -> dlt.Pipeline:
         destination = dlt.destinations.postgres(credentials=postgres_credentials())
     else:
         destination = config.run.destination
+    # Every raw row carries the load that wrote it: the incremental model build finds what
+    # changed since its last run by it (the Arrow extractor adds the column as it writes).
+    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     return dlt.pipeline(
         pipeline_name=settings.PIPELINE_NAME,
         pipelines_dir=str(pipelines_dir_for(config.database, config.run.destination)),

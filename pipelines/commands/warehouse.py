@@ -30,6 +30,12 @@ def register(subparsers: Any) -> None:
     add_publish_argument(models)
     add_destination_argument(models)
     models.add_argument("--sql-dir", type=Path, help="the model directory (default: sql/)")
+    models.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every model and republish every table, even when only some records "
+        "changed since the last build (by default only what they touch is recomputed)",
+    )
     models.set_defaults(handler=run_models)
 
     report: argparse.ArgumentParser = subparsers.add_parser(
@@ -72,6 +78,7 @@ def run_models(args: argparse.Namespace) -> int:
         published if isinstance(target, Path) else None,
         lock_wait_seconds=run.lock_wait_seconds,
         sql_dir=args.sql_dir,
+        full_refresh=args.full_refresh,
     )
     print(done.models.summary())
     for relation, rows in sorted(done.models.row_counts.items()):

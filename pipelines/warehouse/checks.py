@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pipelines.errors import DataCheckError
 from pipelines.warehouse.compiler import compile_sql
 from pipelines.warehouse.engine import EngineError, Warehouse
+from pipelines.warehouse.incremental import restrict_inputs
 from pipelines.warehouse.models import MODEL_SCHEMAS, CheckFile
 
 MAX_SHOWN_ROWS = 5
@@ -50,9 +51,18 @@ def runnable(check: CheckFile, built: set[str]) -> bool:
 
 
 def run_checks(
-    warehouse: Warehouse, checks: list[CheckFile], built: set[str]
+    warehouse: Warehouse,
+    checks: list[CheckFile],
+    built: set[str],
+    recomputed: dict[str, str] | None = None,
 ) -> tuple[int, list[CheckFailure]]:
     """Run every check whose models were built; return (checks run, failures).
+
+    Args:
+        recomputed: after an incremental build, each table updated by key and the predicate
+            choosing its recomputed keys. A check declared `-- incremental_scope:
+            changed_keys` then reads only those keys of such tables (the other keys passed
+            the same check before and did not change); every other check reads everything.
 
     Raises:
         DataCheckError: a check could not run at all (a mart lost a column it needs).
@@ -63,7 +73,11 @@ def run_checks(
         if not runnable(check, built):
             continue
         ran += 1
-        sql = compile_sql(check.sql, warehouse.dialect, check.path)
+        text = check.sql
+        if recomputed and check.changed_keys_only:
+            scoped = {r: p for r, p in recomputed.items() if r in check.reads}
+            text = restrict_inputs(text, check.path, scoped) if scoped else text
+        sql = compile_sql(text, warehouse.dialect, check.path)
         try:
             counted = warehouse.query(f"select count(*) from (\n{sql}\n) as offending")
             row_count = int(counted.rows[0][0]) if counted.rows else 0

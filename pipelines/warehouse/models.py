@@ -14,6 +14,7 @@ query, so it cannot drift from the SQL.
 from __future__ import annotations
 
 import graphlib
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,34 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _DEPENDS_ON = re.compile(r"^\s*--\s*depends_on\s*:(.*)$", re.MULTILINE)
 _HINT = re.compile(r"^\s*--\s*hint\s*:(.*)$", re.MULTILINE)
 _RELATION = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+_UNIQUE_KEY = re.compile(r"^\s*--\s*unique_key\s*:(.*)$", re.MULTILINE)
+_RECOMPUTE_TOGETHER = re.compile(r"^\s*--\s*recompute_together_by\s*:(.*)$", re.MULTILINE)
+_GRAINS = re.compile(r"^grain\((.*)\)$")
+_SCOPE = re.compile(r"^\s*--\s*incremental_scope\s*:\s*changed_keys\s*$", re.MULTILINE)
+_COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """How a table model's rows are keyed, so an incremental build can recompute some keys.
+
+    Attributes:
+        column: the key column (`-- unique_key: bulk_sms_id`); empty for a grain key.
+        grains: for a `grouping sets` model, (value of its `grain` column, key column of that
+            grain) pairs (`-- unique_key: grain(campaign=bulk_sms_id, day=send_date)`).
+        together_by: rows sharing a value of this column are recomputed together
+            (`-- recompute_together_by: supporter_id`), for models where a row depends on
+            other rows of the same group (fct_sms_message's replies).
+    """
+
+    column: str = ""
+    grains: tuple[tuple[str, str], ...] = ()
+    together_by: str = ""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every key column, in order."""
+        return tuple(c for _, c in self.grains) if self.grains else (self.column,)
 
 
 @dataclass(frozen=True)
@@ -69,6 +98,8 @@ class Model:
     sql: str = ""
     depends_on: tuple[str, ...] = field(default=())
     reads: tuple[str, ...] = field(default=())
+    unique_key: UniqueKey | None = None
+    digest: str = ""
 
     @property
     def relation(self) -> str:
@@ -85,6 +116,9 @@ class CheckFile:
     sql: str
     reads: tuple[str, ...]
     hint: str = ""
+    #: `-- incremental_scope: changed_keys`: an offending row depends only on rows of one key,
+    #: so after an incremental build the check reads only the keys that were recomputed.
+    changed_keys_only: bool = False
 
 
 def declared_relations(sql: str, path: Path) -> tuple[str, ...]:
@@ -200,15 +234,67 @@ def discover_models(sql_dir: Path) -> list[Model]:
     models: dict[str, Model] = {}
     for name, kind, schema, path, layer in found:
         if kind == "seed":
-            models[name] = Model(name, kind, schema, path, layer)
+            digest = hashlib.sha256(_read_bytes(path)).hexdigest()
+            models[name] = Model(name, kind, schema, path, layer, digest=digest)
             continue
         sql = path.read_text(encoding="utf-8")
         if not sql.strip():
             raise ConfigError(f"The model {path} is empty; it must hold one select.")
         reads = verify_declaration(sql, path, "model")
         depends = tuple(_model_names(reads, by_relation, path))
-        models[name] = Model(name, kind, schema, path, layer, sql, depends, reads)
+        key = unique_key_of(sql, path) if kind == "table" else None
+        digest = hashlib.sha256(sql.encode("utf-8")).hexdigest()
+        models[name] = Model(name, kind, schema, path, layer, sql, depends, reads, key, digest)
     return _ordered(models)
+
+
+def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
+    """The `-- unique_key:` (and `-- recompute_together_by:`) declaration of a table model.
+
+    Returns:
+        None when the model declares no key: it is rebuilt whole on every build.
+
+    Raises:
+        ConfigError: a declaration that is not a column name or `grain(value=column, ...)`.
+    """
+    keys = [line.strip().lower() for line in _UNIQUE_KEY.findall(sql)]
+    together = [line.strip().lower() for line in _RECOMPUTE_TOGETHER.findall(sql)]
+    if not keys:
+        if together:
+            raise ConfigError(
+                f"The model {path} declares recompute_together_by without a unique_key; add "
+                "`-- unique_key: column` or remove the line."
+            )
+        return None
+    usage = (
+        f"The model {path} declares unique_key {keys[0]!r}; write one line `-- unique_key: "
+        "column` or, for a grouping-sets model with a `grain` column, `-- unique_key: "
+        "grain(value=column, ...)`."
+    )
+    if len(keys) > 1 or len(together) > 1 or (together and not _COLUMN.match(together[0])):
+        raise ConfigError(usage)
+    together_by = together[0] if together else ""
+    grains = _GRAINS.match(keys[0])
+    if grains is None:
+        if not _COLUMN.match(keys[0]):
+            raise ConfigError(usage)
+        return UniqueKey(column=keys[0], together_by=together_by)
+    pairs: list[tuple[str, str]] = []
+    for part in grains.group(1).split(","):
+        value, _, column = (p.strip() for p in part.partition("="))
+        if not _COLUMN.match(value) or not _COLUMN.match(column):
+            raise ConfigError(usage)
+        pairs.append((value, column))
+    if not pairs or together_by:
+        raise ConfigError(usage)
+    return UniqueKey(grains=tuple(pairs))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"The seed file {path} cannot be read: {error}.") from error
 
 
 def discover_checks(sql_dir: Path, models: list[Model]) -> list[CheckFile]:
@@ -229,7 +315,8 @@ def discover_checks(sql_dir: Path, models: list[Model]) -> list[CheckFile]:
         reads = verify_declaration(sql, path, "data check")
         _model_names(reads, by_relation, path)
         hint = " ".join(line.strip() for line in _HINT.findall(sql))
-        checks.append(CheckFile(path.stem, path, sql, reads, hint))
+        scoped = bool(_SCOPE.search(sql))
+        checks.append(CheckFile(path.stem, path, sql, reads, hint, scoped))
     return checks
 
 

@@ -9,6 +9,16 @@ a run that fails or is killed before the rename leaves the published file as it 
 
 The file is written in a storage format that DuckDB 1.1 and later read, because BI drivers
 bundle older DuckDB releases than the one that writes the warehouse.
+
+After an incremental build the copy is incremental too: the previous published file is
+copied into the staging folder (a file copy is far cheaper than re-encoding every mart),
+then each mart the build updated by key gets the same deletes and inserts of those keys,
+the marts rebuilt whole are replaced, and the file is checkpointed, fsynced and renamed as
+above. The previous file is used only when it is exactly the one the last publish wrote
+after the build just before this one (build id, inode, size and modification time recorded
+in `quorum_ops.model_publishes` of the warehouse), in the same storage version, and has not
+grown past 1.5 times the size of its last full copy (and by more than 32 MiB); otherwise,
+and after a full build, the marts are copied whole into a new file.
 """
 
 from __future__ import annotations
@@ -27,8 +37,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.errors import PublishError
+from pipelines.errors import ConfigError, PublishError
 from pipelines.warehouse.database import MARTS_SCHEMA, connect
+from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA, BUILD_TABLES_TABLE, BUILDS_TABLE
 from pipelines.warehouse.runner import BuildResult, build_models
 
 #: Oldest DuckDB release that must read the published file (DuckDB's STORAGE_VERSION values).
@@ -37,6 +48,25 @@ PUBLISHED_SUFFIX = "-analytics.duckdb"
 #: The published file holds supporter-level rows: owner-only, whatever the umask.
 FILE_MODE = 0o600
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+#: DuckDB's storage version number in the main header for PUBLISH_STORAGE_VERSION.
+PUBLISH_STORAGE_NUMBER = 64
+PUBLISHES_TABLE = f"{BOOKKEEPING_SCHEMA}.model_publishes"
+#: An incrementally published file that grew past this share of its last full copy, and by
+#: more than GROWTH_ALLOWANCE bytes, is copied whole again (deleted rows and replaced tables
+#: leave free blocks behind; a small file doubles from one block per table alone).
+MAX_GROWTH = 1.5
+GROWTH_ALLOWANCE = 32 * 1_048_576
+
+
+@dataclass(frozen=True)
+class _Increment:
+    """What an incremental publish applies on top of the previous file."""
+
+    build_id: int
+    previous: Path
+    base_bytes: int
+    #: mart -> (key column, the warehouse table holding the recomputed keys)
+    keyed: dict[str, tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +77,7 @@ class PublishResult:
     row_counts: dict[str, int]
     bytes: int
     seconds: float
+    incremental: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -60,8 +91,9 @@ class PublishResult:
 
     def summary(self) -> str:
         """One line for the terminal or a cron mail."""
+        how = "incrementally " if self.incremental else ""
         return (
-            f"published {len(self.row_counts)} tables ({self.rows:,} rows, "
+            f"published {how}{len(self.row_counts)} tables ({self.rows:,} rows, "
             f"{self.bytes / 1_048_576:.1f} MiB) to {self.target} in {self.seconds:.2f} s"
         )
 
@@ -122,6 +154,7 @@ def publish_analytics(
     connection: duckdb.DuckDBPyConnection | None = None,
     threads: int | None = None,
     on_staged: Callable[[Path], None] | None = None,
+    full: bool = False,
 ) -> PublishResult:
     """Copy every table of `schema` into a new DuckDB file and atomically replace `target`.
 
@@ -138,6 +171,7 @@ def publish_analytics(
         threads: DuckDB worker threads when this function opens the warehouse.
         on_staged: called with the complete, synced staging file just before it replaces
             `target` (a moment tests need to hold; the nightly job passes None).
+        full: copy every mart whole even when an incremental publish is possible.
 
     Returns:
         The tables and rows published, the file's size and the time it took.
@@ -159,10 +193,16 @@ def publish_analytics(
     database = connection if connection is not None else connect(
         warehouse, read_only=True, threads=threads
     )
+    increment: _Increment | None = None
     try:
+        if not full and schema == MARTS_SCHEMA:
+            increment = _increment_for(database, target)
         with _staging_folder(target) as folder:
             staged = folder / target.name
-            row_counts = _write_copy(database, Path(warehouse), staged, schema)
+            if increment is not None:
+                row_counts = _write_increment(database, increment, staged, schema)
+            else:
+                row_counts = _write_copy(database, Path(warehouse), staged, schema)
             _fsync_file(staged)
             if on_staged is not None:
                 on_staged(staged)
@@ -175,11 +215,15 @@ def publish_analytics(
     finally:
         if own_connection:
             database.close()
+    if schema == MARTS_SCHEMA:
+        base = increment.base_bytes if increment is not None else size
+        _record_publish(Path(warehouse), connection, target, base, threads)
     return PublishResult(
         target=target,
         row_counts=row_counts,
         bytes=size,
         seconds=time.perf_counter() - started,
+        incremental=increment is not None,
     )
 
 
@@ -305,6 +349,165 @@ def _write_copy(
             with contextlib.suppress(duckdb.Error):
                 database.execute(f"detach {alias}")
     return row_counts
+
+
+def _increment_for(database: duckdb.DuckDBPyConnection, target: Path) -> _Increment | None:
+    """The increment to apply to the published file, or None when it must be copied whole."""
+    source = _current_database(database)
+    bookkeeping = set(_base_tables(database, source, BOOKKEEPING_SCHEMA))
+    if not {"model_builds", "model_build_tables", "model_publishes"} <= bookkeeping:
+        return None
+    latest = database.execute(f"select max(build_id) from {BUILDS_TABLE}").fetchone()
+    if latest is None or latest[0] is None:
+        return None
+    build_id = int(latest[0])
+    try:
+        stat = target.stat()
+        with target.open("rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return None
+    if header[8:12] != b"DUCK" or int.from_bytes(header[12:20], "little") != (
+        PUBLISH_STORAGE_NUMBER
+    ):
+        return None
+    recorded = database.execute(
+        f"select build_id, inode, bytes, mtime_ns, base_bytes from {PUBLISHES_TABLE} "
+        "where target = ?",
+        [str(target.resolve())],
+    ).fetchone()
+    if recorded is None or tuple(int(v) for v in recorded[:4]) != (
+        build_id - 1, stat.st_ino, stat.st_size, stat.st_mtime_ns
+    ):
+        return None
+    base_bytes = int(recorded[4])
+    if stat.st_size > max(MAX_GROWTH * base_bytes, base_bytes + GROWTH_ALLOWANCE):
+        return None
+    rows = database.execute(
+        f"select relation, mode, key_column, key_table from {BUILD_TABLES_TABLE} "
+        "where build_id = ?",
+        [build_id],
+    ).fetchall()
+    keyed = {
+        str(relation).split(".", 1)[1]: (str(column), str(table))
+        for relation, mode, column, table in rows
+        if mode == "incremental"
+    }
+    if not keyed:
+        return None  # a full build: every mart is new, a fresh copy is cheaper
+    return _Increment(build_id, target, base_bytes, keyed)
+
+
+def _write_increment(
+    database: duckdb.DuckDBPyConnection, increment: _Increment, staged: Path, schema: str
+) -> dict[str, int]:
+    """Copy the previous file to `staged` and apply this build's changes; the row counts."""
+    source = _current_database(database)
+    tables = _base_tables(database, source, schema)
+    try:
+        shutil.copyfile(increment.previous, staged)
+        os.chmod(staged, FILE_MODE)
+    except OSError as error:
+        raise _failure(increment.previous, error) from error
+    alias = f"quorum_publish_{uuid.uuid4().hex[:12]}"
+    literal = "'" + str(staged).replace("'", "''") + "'"
+    attached = False
+    row_counts: dict[str, int] = {}
+    try:
+        database.execute(f"attach {literal} as {alias} (read_only false)")
+        attached = True
+        database.execute("begin transaction")
+        try:
+            published = set(_base_tables(database, alias, schema))
+            for table in tables:
+                mine = f'{alias}.{schema}."{table}"'
+                theirs = f'"{source}".{schema}."{table}"'
+                if table in increment.keyed and table in published:
+                    column, keys = increment.keyed[table]
+                    chosen = _member(database, column, f'"{source}".{keys}')
+                    database.execute(f"delete from {mine} where {chosen}")
+                    database.execute(f"insert into {mine} select * from {theirs} where {chosen}")
+                else:
+                    database.execute(f"create or replace table {mine} as select * from {theirs}")
+                row = database.execute(f"select count(*) from {mine}").fetchone()
+                row_counts[table] = int(row[0]) if row else 0
+            for table in sorted(published - set(tables)):
+                database.execute(f'drop table {alias}.{schema}."{table}"')
+            database.execute("commit")
+        except BaseException:
+            database.execute("rollback")
+            raise
+        database.execute(f"checkpoint {alias}")
+        database.execute(f"detach {alias}")
+        attached = False
+    except (duckdb.Error, OSError) as error:
+        raise _failure(staged.parent.parent / staged.name, error) from error
+    finally:
+        if attached:
+            with contextlib.suppress(duckdb.Error):
+                database.execute(f"detach {alias}")
+    return row_counts
+
+
+def _member(database: duckdb.DuckDBPyConnection, column: str, key_table: str) -> str:
+    """The rows whose `column` is among the keys; NULL is a key too (individual texts)."""
+    nulls = database.execute(
+        f'select count(*) from {key_table} where "{column}" is null'
+    ).fetchone()
+    if not nulls or not nulls[0]:
+        # a plain `in` becomes a semi join pushed into the scan
+        return f'"{column}" in (select "{column}" from {key_table})'
+    return (
+        f'("{column}" in (select "{column}" from {key_table} where "{column}" is not null) '
+        f'or ("{column}" is null and exists (select 1 from {key_table} '
+        f'where "{column}" is null)))'
+    )
+
+
+def _record_publish(
+    warehouse: Path,
+    connection: duckdb.DuckDBPyConnection | None,
+    target: Path,
+    base_bytes: int,
+    threads: int | None,
+) -> None:
+    """Remember which build the published file holds, so the next publish can build on it.
+
+    Best effort: when the warehouse cannot be written (a read-only connection was handed
+    in), nothing is recorded and the next publish copies every mart whole.
+    """
+    try:
+        stat = target.stat()
+        database = connection if connection is not None else connect(
+            warehouse, read_only=False, threads=threads
+        )
+    except (OSError, duckdb.Error, ConfigError):
+        return
+    try:
+        source = _current_database(database)
+        if "model_builds" not in _base_tables(database, source, BOOKKEEPING_SCHEMA):
+            return
+        latest = database.execute(f"select max(build_id) from {BUILDS_TABLE}").fetchone()
+        database.execute(
+            f"create table if not exists {PUBLISHES_TABLE} (target varchar, build_id bigint, "
+            "inode bigint, bytes bigint, mtime_ns bigint, base_bytes bigint, "
+            "published_at timestamptz)"
+        )
+        resolved = str(target.resolve())
+        database.execute("begin transaction")
+        database.execute(f"delete from {PUBLISHES_TABLE} where target = ?", [resolved])
+        database.execute(
+            f"insert into {PUBLISHES_TABLE} values (?, ?, ?, ?, ?, ?, current_timestamp)",
+            [resolved, latest[0] if latest else None, stat.st_ino, stat.st_size,
+             stat.st_mtime_ns, base_bytes],
+        )
+        database.execute("commit")
+    except duckdb.Error:
+        with contextlib.suppress(duckdb.Error):
+            database.execute("rollback")
+    finally:
+        if connection is None:
+            database.close()
 
 
 def _current_database(database: duckdb.DuckDBPyConnection) -> str:

@@ -12,14 +12,23 @@ import csv
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
 from pipelines.warehouse.checks import CheckFailure, run_checks
 from pipelines.warehouse.compiler import compile_sql
 from pipelines.warehouse.database import DEFAULT_SQL_DIR, RAW_SCHEMA
 from pipelines.warehouse.engine import EngineError, Warehouse, open_warehouse
+from pipelines.warehouse.incremental import (
+    IncrementalBuild,
+    TableBuild,
+    high_water_mark,
+    plan_build,
+    record_build,
+)
 from pipelines.warehouse.models import (
     SEED_COLUMN_TYPES,
     Model,
@@ -28,6 +37,7 @@ from pipelines.warehouse.models import (
 )
 
 RAW_TABLES = ("sendsms", "sendsms_events")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,11 @@ class BuildResult:
     seconds: float
     model_seconds: dict[str, float]
     check_seconds: float
+    mode: str = "full"
+    reason: str = ""
+    changed_records: int | None = None
+    build_id: int = 0
+    incremental_tables: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for the terminal or a cron mail."""
@@ -49,10 +64,17 @@ class BuildResult:
             layer: sum(m.layer == layer for m in self.models)
             for layer in ("seeds", "staging", "intermediate", "marts")
         }
+        if self.mode == "incremental":
+            return (
+                f"built incrementally in {self.seconds:.2f} s: {self.changed_records:,} "
+                f"changed records, {len(self.incremental_tables)} tables updated by key, the "
+                f"other tables rebuilt; {self.checks_run} data checks passed"
+            )
         return (
             f"built {layers['seeds']} seeds, {layers['staging']} staging views, "
             f"{layers['intermediate']} intermediate and {layers['marts']} mart tables in "
-            f"{self.seconds:.2f} s; {self.checks_run} data checks passed"
+            f"{self.seconds:.2f} s (full build: {self.reason}); {self.checks_run} data checks "
+            "passed"
         )
 
 
@@ -61,8 +83,13 @@ def build_models(
     sql_dir: str | os.PathLike[str] | None = None,
     *,
     threads: int | None = None,
+    full_refresh: bool = False,
 ) -> BuildResult:
     """Build every model under `sql_dir` into the warehouse and run the data checks.
+
+    Incremental when the last build is recorded and no model or seed file changed since:
+    only the keys the changed records touch are recomputed (see incremental.py); otherwise,
+    or with `full_refresh`, everything is rebuilt.
 
     Args:
         database: the DuckDB file holding the `quorum_raw` tables, or a PostgreSQL
@@ -70,6 +97,7 @@ def build_models(
         sql_dir: the directory with `seeds/`, `staging/`, `intermediate/`, `marts/` and
             `checks/`; the project's `sql/` when None.
         threads: DuckDB worker threads; DuckDB's default (all cores) when None.
+        full_refresh: rebuild everything even when an incremental build is possible.
 
     Returns:
         The models built, the row count of each table and the number of checks run.
@@ -90,21 +118,46 @@ def build_models(
             m.name: compile_sql(m.sql, warehouse.dialect, m.path) for m in models if m.sql
         }
         _require_raw_tables(warehouse)
+        plan = plan_build(warehouse, models, checks, full_refresh=full_refresh)
         with warehouse.transaction():
             for schema in sorted({m.schema for m in models}):
                 warehouse.execute(f"create schema if not exists {schema}")
-            if warehouse.dialect != "duckdb":
-                _drop_previous(warehouse, models)
+            incremental: IncrementalBuild | None = None
+            changed: int | None = None
+            if plan.mode == "incremental":
+                previous_mark = plan.previous.high_water if plan.previous else None
+                high_water = high_water_mark(warehouse, previous_mark or "")
+                incremental = IncrementalBuild(warehouse, models, previous_mark)
+                changed = _guarded(incremental.detect_changes)
+            else:
+                high_water = high_water_mark(warehouse)
+                if warehouse.dialect != "duckdb":
+                    _drop_previous(warehouse, models)
             model_seconds: dict[str, float] = {}
             for model in models:
                 model_started = time.perf_counter()
-                _build_one(warehouse, model, compiled.get(model.name, ""))
+                if incremental is None:
+                    _build_one(warehouse, model, compiled.get(model.name, ""))
+                elif model.kind == "table":
+                    # seeds and views are unchanged (same files): only tables follow the data
+                    _build_incrementally(warehouse, incremental, model, compiled[model.name])
                 model_seconds[model.relation] = time.perf_counter() - model_started
             checks_started = time.perf_counter()
-            checks_run, failures = run_checks(warehouse, checks, {m.relation for m in models})
+            checks_run, failures = run_checks(
+                warehouse, checks, {m.relation for m in models},
+                # a new or edited check reads every row once
+                incremental.recomputed
+                if incremental is not None and not plan.checks_changed else None,
+            )
             check_seconds = time.perf_counter() - checks_started
             if failures:
                 raise _check_error(failures)
+            tables = incremental.tables if incremental is not None else [
+                TableBuild(m.relation, "full") for m in models if m.kind == "table"
+            ]
+            build_id = _guarded(lambda: record_build(warehouse, plan, high_water, changed, tables))
+            if incremental is not None:
+                _guarded(incremental.drop_temporaries)
             row_counts = {
                 m.relation: _count(warehouse, m.relation) for m in models if m.kind == "table"
             }
@@ -117,7 +170,38 @@ def build_models(
         seconds=time.perf_counter() - started,
         model_seconds=model_seconds,
         check_seconds=check_seconds,
+        mode=plan.mode,
+        reason=plan.reason,
+        changed_records=changed,
+        build_id=build_id,
+        incremental_tables=tuple(t.relation for t in tables if t.mode == "incremental"),
     )
+
+
+def _build_incrementally(
+    warehouse: Warehouse, incremental: IncrementalBuild, model: Model, sql: str
+) -> None:
+    """Recompute the model's changed keys, or rebuild it whole when it cannot be."""
+    try:
+        if incremental.build(model):
+            return
+        if warehouse.dialect != "duckdb":
+            warehouse.execute(f"drop table if exists {model.relation}")
+    except EngineError as error:
+        raise _model_error(model, error, warehouse.dialect) from error
+    _build_one(warehouse, model, sql)
+
+
+def _guarded(step: Callable[[], T]) -> T:
+    """Run a bookkeeping step; an engine error becomes a ModelBuildError (nothing changed)."""
+    try:
+        return step()
+    except EngineError as error:
+        raise ModelBuildError(
+            f"The incremental build's bookkeeping failed: {error}. Nothing was changed: the "
+            "marts of the previous build are still in place. Run `quorum-sms models "
+            "--full-refresh` to rebuild everything."
+        ) from error
 
 
 def _require_raw_tables(warehouse: Warehouse) -> None:

@@ -1,4 +1,5 @@
 -- depends_on: analytics.fct_sms_message
+-- incremental_scope: changed_keys
 -- hint: Add the missing code to sql/seeds/message_direction.csv (Quorum's
 -- hint: Quorum_API_Enumeration_Values.csv has the official values) and run
 -- hint: `quorum-sms models` again.

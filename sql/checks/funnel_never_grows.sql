@@ -1,4 +1,5 @@
 -- depends_on: analytics.sms_campaign_funnel
+-- incremental_scope: changed_keys
 -- A funnel stage never counts more than the stage before it.
 with stages as (
     select

@@ -2,6 +2,7 @@
 -- depends_on: analytics.sms_campaign_performance, analytics.sms_campaign_funnel,
 -- depends_on: analytics.sms_daily_overview, analytics.sms_sender_number_health,
 -- depends_on: analytics.sms_supporter_engagement
+-- incremental_scope: changed_keys
 -- Every table's key identifies one row and is never NULL: offending rows are the key values
 -- that are NULL or found more than once.
 with status_keys as (

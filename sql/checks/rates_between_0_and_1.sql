@@ -1,6 +1,7 @@
 -- depends_on: analytics.sms_campaign_performance, analytics.sms_campaign_funnel,
 -- depends_on: analytics.sms_daily_overview, analytics.sms_sender_number_health,
 -- depends_on: analytics.sms_delivery_errors
+-- incremental_scope: changed_keys
 -- Every rate is a fraction between 0 and 1 (or NULL): offending rows name the mart, the
 -- row's key, the rate and its value.
 with final as (

@@ -1,4 +1,5 @@
 -- depends_on: analytics.fct_sms_message
+-- unique_key: grain(campaign=bulk_sms_id, day=send_date, sender=associated_number)
 -- The outcome counts and rates that the campaign, daily and sender-number marts share,
 -- computed in one pass with grouping sets: one row per campaign (grain 'campaign'), per
 -- send_date (grain 'day') and per associated_number (grain 'sender'). Every count is over

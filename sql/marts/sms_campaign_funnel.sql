@@ -1,4 +1,5 @@
 -- depends_on: analytics.sms_campaign_performance, analytics.fct_sms_message
+-- unique_key: bulk_sms_id
 -- One row per campaign and funnel stage. Each stage is a subset of the one before, so the
 -- counts never grow down the funnel:
 --   1 messages  : outbound, not archived texts of the campaign

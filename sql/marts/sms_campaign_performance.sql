@@ -1,4 +1,5 @@
 -- depends_on: analytics.fct_sms_message, intermediate.int_sms_outcome_counts
+-- unique_key: bulk_sms_id
 -- One row per campaign (bulk_sms_id) that has at least one record, even if all its texts are
 -- archived (then messages = 0 and every rate is NULL). The outcome counts and rates come
 -- from int_sms_outcome_counts; the campaign's own details are worked out here.

@@ -1,4 +1,5 @@
 -- depends_on: intermediate.int_sms_outcome_counts
+-- unique_key: send_date
 -- One row per send_date (UTC) on which at least one non-archived text, outbound or
 -- inbound, was sent. Outbound figures count messages (outbound, not archived) by the date
 -- they were sent; inbound counts non-archived inbound texts by the date they arrived.

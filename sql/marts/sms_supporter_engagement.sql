@@ -1,4 +1,5 @@
 -- depends_on: analytics.fct_sms_message
+-- unique_key: supporter_id
 -- One row per supporter with at least one non-archived text, outbound or inbound.
 with records as (
     select

@@ -1,0 +1,429 @@
+"""Incremental model builds: recompute only the keys the night's changes touch.
+
+A build is incremental when the last build's bookkeeping (`quorum_ops.model_builds`) exists,
+every model and seed file is unchanged since (same fingerprint), the raw tables carry dlt's
+`_dlt_load_id` and every table model exists. Otherwise, and with `--full-refresh`, the
+runner rebuilds everything.
+
+What changed since the last build: the records (and events) whose `_dlt_load_id` is above
+the last build's high-water mark, plus the records whose `source_deleted_at` went from NULL
+to set or back (compared with the ids deleted at the last build,
+`quorum_ops.model_build_deleted_ids`). From there, model by model in build order:
+
+* the root model (it reads only staging views; its key must be `sendsms_id`) recomputes the
+  changed records and, with `recompute_together_by: supporter_id`, every record of their
+  supporters, old and new (a reply depends on the supporter's whole time line);
+* any other model with a `unique_key` recomputes the key values found in the changed rows
+  (old and new versions) of the models it reads;
+* a model without a key, or one that reads a model rebuilt whole, is rebuilt whole.
+
+Recomputing keys K of a model: delete its rows of K, then insert the model's query with
+every input relation that has the key column replaced by `(select * from input where key in
+K)`, keeping only output rows of K. That is exact when a row of key k depends only on input
+rows of key k (and on inputs without the key column, read whole): what `unique_key` asserts.
+The rows that really changed (old and new versions, `except` both ways) are the next
+models' changes. Everything runs inside the runner's one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+from pipelines.warehouse.compiler import SOURCE_DIALECT, compile_sql, parse_model
+from pipelines.warehouse.database import MARTS_SCHEMA, RAW_SCHEMA
+from pipelines.warehouse.engine import EngineError, Warehouse
+from pipelines.warehouse.models import CheckFile, Model, UniqueKey
+
+BOOKKEEPING_SCHEMA = "quorum_ops"
+BUILDS_TABLE = f"{BOOKKEEPING_SCHEMA}.model_builds"
+DELETED_IDS_TABLE = f"{BOOKKEEPING_SCHEMA}.model_build_deleted_ids"
+#: How the latest build made each published table; publish.py reads it.
+BUILD_TABLES_TABLE = f"{BOOKKEEPING_SCHEMA}.model_build_tables"
+#: Bump when the incremental logic changes meaning: the next build is then a full one.
+LOGIC_VERSION = "1"
+ROOT_KEY = "sendsms_id"
+LOAD_ID = "_dlt_load_id"
+
+
+@dataclass(frozen=True)
+class BuildState:
+    """The bookkeeping row of the last successful build."""
+
+    build_id: int
+    fingerprint: str
+    high_water: str | None
+    checks_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Whether this build is full or incremental, and why."""
+
+    mode: str
+    reason: str
+    fingerprint: str
+    previous: BuildState | None
+    checks_fingerprint: str = ""
+
+    @property
+    def checks_changed(self) -> bool:
+        """Whether a check file changed since the last build (then every check reads all)."""
+        return self.previous is None or self.previous.checks_fingerprint != self.checks_fingerprint
+
+
+@dataclass
+class TableBuild:
+    """How one table model was built: whole, or these key columns recomputed."""
+
+    relation: str
+    mode: str
+    key_tables: dict[str, str] = field(default_factory=dict)
+
+
+def fingerprint(models: Iterable[Model]) -> str:
+    """One hash over every model and seed file: any edit makes the next build a full one."""
+    digest = hashlib.sha256(f"logic {LOGIC_VERSION}\n".encode())
+    for model in sorted(models, key=lambda m: m.relation):
+        digest.update(f"{model.relation} {model.digest}\n".encode())
+    return digest.hexdigest()
+
+
+def checks_fingerprint(checks: Iterable[CheckFile]) -> str:
+    """One hash over every check file: a new or edited check reads every row once."""
+    digest = hashlib.sha256()
+    for check in sorted(checks, key=lambda c: c.name):
+        digest.update(f"{check.name} {hashlib.sha256(check.sql.encode()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def plan_build(
+    warehouse: Warehouse, models: list[Model], checks: list[CheckFile], *, full_refresh: bool
+) -> Plan:
+    """Decide between a full and an incremental build (reads only)."""
+    plan = _plan(warehouse, models, full_refresh=full_refresh)
+    return Plan(plan.mode, plan.reason, plan.fingerprint, plan.previous, checks_fingerprint(checks))
+
+
+def _plan(warehouse: Warehouse, models: list[Model], *, full_refresh: bool) -> Plan:
+    current = fingerprint(models)
+    previous = read_state(warehouse)
+    if full_refresh:
+        return Plan("full", "--full-refresh was asked for", current, previous)
+    if previous is None:
+        return Plan("full", "no earlier build is recorded", current, previous)
+    if previous.fingerprint != current:
+        return Plan("full", "a model or seed file changed since the last build", current, previous)
+    for table in ("sendsms", "sendsms_events"):
+        if LOAD_ID not in _columns(warehouse, f"{RAW_SCHEMA}.{table}"):
+            return Plan("full", f"{RAW_SCHEMA}.{table} has no {LOAD_ID}", current, previous)
+    for model in models:
+        if model.kind == "table" and model.name not in warehouse.table_names(model.schema):
+            return Plan("full", f"{model.relation} is missing", current, previous)
+    return Plan("incremental", "only what changed since the last build", current, previous)
+
+
+def read_state(warehouse: Warehouse) -> BuildState | None:
+    """The last build's bookkeeping row, or None before the first recorded build."""
+    if "model_builds" not in warehouse.table_names(BOOKKEEPING_SCHEMA):
+        return None
+    result = warehouse.query(
+        f"select build_id, fingerprint, load_id_high_water, checks_fingerprint "
+        f"from {BUILDS_TABLE} order by build_id desc limit 1"
+    )
+    if not result.rows:
+        return None
+    build_id, digest, high_water, checks = result.rows[0]
+    return BuildState(
+        int(build_id), str(digest), None if high_water is None else str(high_water), str(checks)
+    )
+
+
+def high_water_mark(warehouse: Warehouse, previous: str | None = None) -> str | None:
+    """The newest `_dlt_load_id` in the raw tables (None when they have no such column).
+
+    With the previous build's mark only the newer rows are read (their row groups are found
+    by their statistics), so the cost follows the changes.
+    """
+    newer = " where _dlt_load_id > ?" if previous is not None else ""
+    tables = [
+        table for table in ("sendsms", "sendsms_events")
+        if LOAD_ID in _columns(warehouse, f"{RAW_SCHEMA}.{table}")
+    ]
+    if not tables:
+        return None
+    parts = [f"select max({LOAD_ID}) as load_id from {RAW_SCHEMA}.{t}{newer}" for t in tables]
+    result = warehouse.query(
+        f"select max(load_id) from ({' union all '.join(parts)}) as marks",
+        [previous] * len(tables) if previous is not None else None,
+    )
+    value = result.rows[0][0] if result.rows else None
+    if value is None:
+        return previous
+    return str(value)
+
+
+def record_build(
+    warehouse: Warehouse, plan: Plan, high_water: str | None, changed: int | None,
+    tables: list[TableBuild],
+) -> int:
+    """Write the bookkeeping of this build (inside the build's transaction); its build id."""
+    warehouse.execute(f"create schema if not exists {BOOKKEEPING_SCHEMA}")
+    warehouse.execute(
+        f"create table if not exists {BUILDS_TABLE} (build_id bigint, built_at timestamptz, "
+        "mode varchar, reason varchar, fingerprint varchar, load_id_high_water varchar, "
+        "changed_records bigint, checks_fingerprint varchar)"
+    )
+    build_id = (plan.previous.build_id if plan.previous else 0) + 1
+    warehouse.execute(
+        f"insert into {BUILDS_TABLE} values (?, current_timestamp, ?, ?, ?, ?, ?, ?)",
+        [build_id, plan.mode, plan.reason, plan.fingerprint, high_water, changed,
+         plan.checks_fingerprint],
+    )
+    warehouse.execute(f"drop table if exists {DELETED_IDS_TABLE}")
+    warehouse.execute(
+        f"create table {DELETED_IDS_TABLE} as select id from {RAW_SCHEMA}.sendsms "
+        "where source_deleted_at is not null"
+    )
+    _record_tables(warehouse, build_id, tables)
+    return build_id
+
+
+def _record_tables(warehouse: Warehouse, build_id: int, tables: list[TableBuild]) -> None:
+    """Keep how each published table was built and its recomputed keys, for the publisher."""
+    for name in warehouse.table_names(BOOKKEEPING_SCHEMA):
+        if name.startswith("model_build_keys__"):
+            warehouse.execute(f"drop table {BOOKKEEPING_SCHEMA}.{name}")
+    warehouse.execute(f"drop table if exists {BUILD_TABLES_TABLE}")
+    warehouse.execute(
+        f"create table {BUILD_TABLES_TABLE} (build_id bigint, relation varchar, "
+        "mode varchar, key_column varchar, key_table varchar)"
+    )
+    for table in tables:
+        if not table.relation.startswith(f"{MARTS_SCHEMA}."):
+            continue
+        if table.mode != "incremental":
+            warehouse.execute(
+                f"insert into {BUILD_TABLES_TABLE} values (?, ?, 'full', null, null)",
+                [build_id, table.relation],
+            )
+            continue
+        for column, temp in table.key_tables.items():
+            name = table.relation.split(".", 1)[1]
+            kept = f"{BOOKKEEPING_SCHEMA}.model_build_keys__{name}__{column}"
+            warehouse.execute(f"create table {kept} as select {column} from {temp}")
+            warehouse.execute(
+                f"insert into {BUILD_TABLES_TABLE} values (?, ?, 'incremental', ?, ?)",
+                [build_id, table.relation, column, kept],
+            )
+
+
+class IncrementalBuild:
+    """One incremental build's working state: changed records, key sets, changed rows.
+
+    Every working table is a temporary table of the build's session, dropped at the end.
+    """
+
+    def __init__(self, warehouse: Warehouse, models: list[Model], high_water: str | None):
+        self.warehouse = warehouse
+        self.models = {m.relation: m for m in models}
+        self.high_water = high_water or ""
+        self.readers = {
+            m.relation: [r.relation for r in models if m.relation in r.reads] for m in models
+        }
+        self.with_changes: set[str] = set()
+        self.temporary: list[str] = []
+        self.tables: list[TableBuild] = []
+        #: relation -> predicate choosing its recomputed keys (for checks scoped to them)
+        self.recomputed: dict[str, str] = {}
+
+    def detect_changes(self) -> int:
+        """Collect the ids of the records changed since the last build; return their count."""
+        raw = f"{RAW_SCHEMA}.sendsms"
+        self._temporary(
+            "incr_changed",
+            # A row without a load id was written before the column existed; the first build
+            # with bookkeeping is a full one, which already covered it, and any later load of
+            # that record gives it a load id. So NULL never means "changed since".
+            # (separate selects, not `or`: each comparison prunes row groups by their stats)
+            f"select id as {ROOT_KEY} from {raw} where {LOAD_ID} > ? "
+            f"union select sendsms_id from {RAW_SCHEMA}.sendsms_events where {LOAD_ID} > ? "
+            # deleted at the source since, or back again (reconcile changes no load id)
+            f"union (select id from {raw} where source_deleted_at is not null "
+            f"except select id from {DELETED_IDS_TABLE}) "
+            f"union (select id from {DELETED_IDS_TABLE} "
+            f"except select id from {raw} where source_deleted_at is not null)",
+            [self.high_water, self.high_water],
+        )
+        return self._count("incr_changed")
+
+    def build(self, model: Model) -> bool:
+        """Recompute the model's changed keys; False when it must be rebuilt whole instead."""
+        key = model.unique_key
+        inputs = [r for r in model.reads if r in self.models]
+        tables = [r for r in inputs if self.models[r].kind == "table"]
+        if key is None or any(t not in self.with_changes for t in tables):
+            self.tables.append(TableBuild(model.relation, "full"))
+            return False
+        if tables:
+            key_tables = self._keys_from_inputs(model, key, tables)
+        else:
+            key_tables = self._root_keys(model, key, inputs)
+        if key_tables is None:
+            self.tables.append(TableBuild(model.relation, "full"))
+            return False
+        self._recompute(model, key, key_tables, inputs)
+        self.tables.append(TableBuild(model.relation, "incremental", key_tables))
+        return True
+
+    def drop_temporaries(self) -> None:
+        """Drop the build's working tables."""
+        for name in reversed(self.temporary):
+            self.warehouse.execute(f"drop table if exists {name}")
+        self.temporary.clear()
+
+    # -- key sets ---------------------------------------------------------------------------
+
+    def _root_keys(self, model: Model, key: UniqueKey, inputs: list[str]) -> dict[str, str] | None:
+        if key.grains or key.column != ROOT_KEY:
+            return None
+        changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
+        name = f"incr_keys_{model.name}_{ROOT_KEY}"
+        if not key.together_by:
+            self._temporary(name, f"select {ROOT_KEY} from incr_changed")
+            return {ROOT_KEY: name}
+        group = key.together_by
+        sources = [model.relation] + [
+            r for r in inputs if group in _columns(self.warehouse, r)
+            and ROOT_KEY in _columns(self.warehouse, r)
+        ]
+        together = " union ".join(
+            f"select {group} from {r} where {changed} and {group} is not null" for r in sources
+        )
+        self._temporary(
+            name,
+            f"select {ROOT_KEY} from incr_changed union select {ROOT_KEY} from {model.relation} "
+            f"where {group} in ({together})",
+        )
+        return {ROOT_KEY: name}
+
+    def _keys_from_inputs(
+        self, model: Model, key: UniqueKey, tables: list[str]
+    ) -> dict[str, str] | None:
+        key_tables: dict[str, str] = {}
+        for column in key.columns:
+            parts = []
+            for table in tables:
+                delta = self._delta_name(table)
+                if column not in _columns(self.warehouse, delta):
+                    return None
+                parts.append(f"select {column} from {delta}")
+            name = f"incr_keys_{model.name}_{column}"
+            self._temporary(name, " union ".join(parts))
+            key_tables[column] = name
+        return key_tables
+
+    # -- recomputation ----------------------------------------------------------------------
+
+    def _recompute(
+        self, model: Model, key: UniqueKey, key_tables: dict[str, str], inputs: list[str]
+    ) -> None:
+        target = model.relation
+        nulls = {
+            column for column, table in key_tables.items()
+            if self._count(f"{table} where {column} is null")
+        }
+        chosen = _key_predicate(key, key_tables, nulls)
+        self.recomputed[target] = chosen
+        old = f"incr_old_{model.name}"
+        self._temporary(old, f"select * from {target} where {chosen}")
+        self.warehouse.execute(f"delete from {target} where {chosen}")
+        restrictions: dict[str, str] = {}
+        for relation in inputs:
+            present = [c for c in key.columns if c in _columns(self.warehouse, relation)]
+            if present:
+                restrictions[relation] = " or ".join(
+                    _member(c, key_tables[c], c in nulls) for c in present
+                )
+        restricted = restrict_inputs(model.sql, model.path, restrictions)
+        compiled = compile_sql(restricted, self.warehouse.dialect, model.path)
+        self.warehouse.execute(
+            f"insert into {target} select * from (\n{compiled}\n) as incr_new where {chosen}"
+        )
+        if self.readers.get(target):
+            self._temporary(
+                self._delta_name(target),
+                f"select * from (select * from {target} where {chosen} except "
+                f"select * from {old}) as added union all "
+                f"select * from (select * from {old} except "
+                f"select * from {target} where {chosen}) as removed",
+            )
+            self.with_changes.add(target)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _delta_name(self, relation: str) -> str:
+        return f"incr_delta_{relation.split('.', 1)[1]}"
+
+    def _temporary(self, name: str, query: str, params: list[object] | None = None) -> None:
+        self.warehouse.execute(f"drop table if exists {name}")
+        self.warehouse.execute(f"create temporary table {name} as {query}", params)
+        self.temporary.append(name)
+
+    def _count(self, relation: str) -> int:
+        result = self.warehouse.query(f"select count(*) from {relation}")
+        return int(result.rows[0][0]) if result.rows else 0
+
+
+def _member(column: str, key_table: str, with_null: bool = True) -> str:
+    """`column` is one of the key table's values, NULL included (a NULL key is a group too).
+
+    Without a NULL among the keys the plain `in` is left, which engines turn into a semi
+    join (and DuckDB into a filter pushed into the scan).
+    """
+    if not with_null:
+        return f"{column} in (select {column} from {key_table})"
+    return (
+        f"({column} in (select {column} from {key_table} where {column} is not null) or "
+        f"({column} is null and exists (select 1 from {key_table} where {column} is null)))"
+    )
+
+
+def _key_predicate(key: UniqueKey, key_tables: dict[str, str], nulls: set[str]) -> str:
+    if not key.grains:
+        return _member(key.column, key_tables[key.column], key.column in nulls)
+    return "(" + " or ".join(
+        f"(grain = '{value}' and {_member(column, key_tables[column], column in nulls)})"
+        for value, column in key.grains
+    ) + ")"
+
+
+def restrict_inputs(sql: str, path: Path, restrictions: dict[str, str]) -> str:
+    """The model's query (DuckDB's SQL) with each restricted input read through a filter.
+
+    `from analytics.fct_sms_message` becomes `from (select * from analytics.fct_sms_message
+    where <restriction>) as fct_sms_message`, so the rest of the query reads it unchanged.
+    """
+    tree = parse_model(sql, path)
+    for table in list(tree.find_all(exp.Table)):
+        relation = f"{table.db}.{table.name}".lower()
+        if relation not in restrictions:
+            continue
+        inner = sqlglot.parse_one(
+            f"select * from {relation} where {restrictions[relation]}", read=SOURCE_DIALECT
+        )
+        assert isinstance(inner, exp.Select)
+        table.replace(inner.subquery(table.alias_or_name))
+    return tree.sql(dialect=SOURCE_DIALECT)
+
+
+def _columns(warehouse: Warehouse, relation: str) -> tuple[str, ...]:
+    try:
+        return warehouse.query(f"select * from {relation} limit 0").columns
+    except EngineError:
+        return ()
