@@ -60,6 +60,49 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
         return []
 
 
+class TreeSampler:
+    """Samples a running process tree's summed RSS and PSS until `stop()`; keeps the peaks.
+
+    Args:
+        pid: the root of the tree.
+        interval: seconds between samples.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.peak_rss_mb = 0.0
+        self.peak_pss_mb = 0.0
+        self.most_processes = 0
+        self._pid = pid
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            root = psutil.Process(self._pid)
+        except psutil.Error:
+            return
+        # a polling loop on an observable condition (the child's exit), not an ordering sleep
+        while not self._done.wait(self._interval):
+            members = _tree(root)
+            rss = 0
+            for member in members:
+                try:
+                    rss += member.memory_info().rss
+                except psutil.Error:
+                    continue
+            pss = sum(_pss_bytes(member.pid) for member in members)
+            self.peak_rss_mb = max(self.peak_rss_mb, rss / MB)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss / MB)
+            self.most_processes = max(self.most_processes, len(members))
+
+    def stop(self) -> None:
+        """Stop sampling (call once the process has exited)."""
+        self._done.set()
+        self._thread.join()
+
+
 def measure(
     command: Sequence[str],
     *,
@@ -79,44 +122,20 @@ def measure(
         stdout=out if out is not None else stdout,
         stderr=subprocess.STDOUT if out is not None else None,
     )
-    peaks = {"rss": 0, "pss": 0, "processes": 0}
-    done = threading.Event()
-
-    def sample() -> None:
-        try:
-            root = psutil.Process(process.pid)
-        except psutil.Error:
-            return
-        # a polling loop on an observable condition (the child's exit), not an ordering sleep
-        while not done.wait(interval):
-            members = _tree(root)
-            rss = 0
-            for member in members:
-                try:
-                    rss += member.memory_info().rss
-                except psutil.Error:
-                    continue
-            pss = sum(_pss_bytes(member.pid) for member in members)
-            peaks["rss"] = max(peaks["rss"], rss)
-            peaks["pss"] = max(peaks["pss"], pss)
-            peaks["processes"] = max(peaks["processes"], len(members))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = TreeSampler(process.pid, interval)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - started
-    done.set()
-    sampler.join()
+    sampler.stop()
     process.returncode = os.waitstatus_to_exitcode(status)
     if out is not None:
         out.close()
     return TreeRun(
         returncode=process.returncode,
         wall_s=wall,
-        peak_rss_mb=peaks["rss"] / MB,
-        peak_pss_mb=peaks["pss"] / MB,
+        peak_rss_mb=sampler.peak_rss_mb,
+        peak_pss_mb=sampler.peak_pss_mb,
         main_maxrss_mb=usage.ru_maxrss / 1024,
-        most_processes=peaks["processes"],
+        most_processes=sampler.most_processes,
     )
 
 

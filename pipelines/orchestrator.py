@@ -30,6 +30,7 @@ from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
 from pipelines.redaction import redact
 from pipelines.sync import SyncSummary, make_pipeline, run_sync, saved_cursor
+from pipelines.warehouse.database import set_connection_defaults
 from pipelines.warehouse.publish import PublishResult, publish_analytics, remove_stale_temporaries
 from pipelines.warehouse.runner import BuildResult, build_models
 
@@ -144,6 +145,10 @@ def run_nightly(
     run = _Run(config, reporter or RunReporter(), RunResult(config))
     try:
         run.policy = make_policy(load_pii_settings(config.run))
+        # the model build and the publish copy open their own DuckDB connections: same ceiling
+        set_connection_defaults(
+            memory_limit=config.run.duckdb_memory_limit, threads=config.run.duckdb_threads
+        )
         run.reporter.started(config)
         with database_lock(config.database, config.run.lock_wait_seconds):
             _remove_stale_publishes(run)
@@ -319,13 +324,19 @@ def rebuild_models(
     *,
     lock_wait_seconds: float,
     sql_dir: Path | None = None,
+    duckdb_memory_limit: str | None = None,
+    duckdb_threads: int | None = None,
 ) -> ModelsRun:
     """Under the database lock: build the models and data checks, then publish them.
+
+    `duckdb_memory_limit` and `duckdb_threads` cap DuckDB as during the load (see
+    `database.set_connection_defaults`).
 
     Raises:
         QuorumSmsError: a model or check failed (nothing changed, nothing published), or
             the analytics file could not be published (the warehouse's marts are new).
     """
+    set_connection_defaults(memory_limit=duckdb_memory_limit, threads=duckdb_threads)
     with database_lock(database, lock_wait_seconds):
         models = build_models(database, sql_dir)
         published = publish_analytics(database, publish_database)

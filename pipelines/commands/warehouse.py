@@ -57,7 +57,12 @@ def run_models(args: argparse.Namespace) -> int:
     run, database, published = load_published_paths(args.database, args.publish_database)
     print(f"building the SQL models in {database} ...", file=sys.stderr, flush=True)
     done = rebuild_models(
-        database, published, lock_wait_seconds=run.lock_wait_seconds, sql_dir=args.sql_dir
+        database,
+        published,
+        lock_wait_seconds=run.lock_wait_seconds,
+        sql_dir=args.sql_dir,
+        duckdb_memory_limit=run.duckdb_memory_limit,
+        duckdb_threads=run.duckdb_threads,
     )
     print(done.models.summary())
     for relation, rows in sorted(done.models.row_counts.items()):
