@@ -13,17 +13,29 @@ What it does, in one invocation:
    the first `--baseline-records` records only (its paginator's `maximum_offset`) because at
    ~1,500 records/s a million takes 11+ minutes; its records/s is measured on what it actually
    loaded, never extrapolated; (b) our sync, `quorum-sms sync --no-models`, on every record;
-3. the same with `--latency-ms` added to every API request (the simulator's latency fault);
-4. **nightly**: `--changed-fraction` of the records change (the simulator's `touch` admin
-   endpoint), then our sync runs again on the warehouse of step 2 (the baseline too, when it
-   loaded the whole world), and its cost is compared with the full sync's;
-5. times `pipelines.warehouse.runner.build_models` on our full warehouse, when it exists.
+3. **decode workers**: the same full sync with `--compare-workers` (2) worker processes;
+4. **as a user runs it**: a full `quorum-sms sync` with models and publishing, on a fresh
+   warehouse (the memory target is about this run);
+5. the full sync with `--latency-ms` added to every API request (the simulator's latency
+   fault), when it is not 0;
+6. **nightly, end to end**: the marts are built once on the full warehouse (untimed), then
+   `--changed-fraction` (0.1 %) of the records change (the simulator's `touch` admin
+   endpoint) and `quorum-sms sync` runs with models and publishing, start to exit;
+7. times `pipelines.warehouse.runner.build_models` on our full warehouse.
 
-Every pipeline runs as a child process, one at a time, so its peak resident memory is the
-kernel's own high-water mark for that process (`os.wait4` rusage, `ru_maxrss`). The simulator's
-CPU time during each run is recorded too: at ~1.0 CPU-seconds per second it is saturated and
-is the bottleneck, not the client. One table is printed; the same figures go to
-`bench/results/bench-<timestamp>.json` (git-ignored) so runs can be compared.
+Every pipeline runs as a child process, one at a time: its own peak resident memory is the
+kernel's high-water mark (`os.wait4`, `ru_maxrss`), and the whole process tree (decode
+workers included) is sampled for summed RSS and PSS (`bench/treemem.py`). The simulator's CPU
+time during each run is recorded too. Then one table of runs and one of the issue's targets
+are printed; the same figures go to `bench/results/bench-<timestamp>.json` (git-ignored).
+
+`--warehouse-cache DIR` keeps the full warehouse (with its marts, before the nightly) per
+world size and seed, and a later run with the same world copies it instead of syncing again.
+`--reference JSON` names an earlier run (at 1M) whose full-sync rate and nightly time the
+targets compare with, e.g. at 10M:
+
+    .venv/bin/python bench/benchmark.py --records 10000000 --latency-ms 0 --skip-baseline \
+        --warehouse-cache bench/results/cache --reference bench/results/1M.json
 """
 
 from __future__ import annotations
