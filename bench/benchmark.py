@@ -13,17 +13,29 @@ What it does, in one invocation:
    the first `--baseline-records` records only (its paginator's `maximum_offset`) because at
    ~1,500 records/s a million takes 11+ minutes; its records/s is measured on what it actually
    loaded, never extrapolated; (b) our sync, `quorum-sms sync --no-models`, on every record;
-3. the same with `--latency-ms` added to every API request (the simulator's latency fault);
-4. **nightly**: `--changed-fraction` of the records change (the simulator's `touch` admin
-   endpoint), then our sync runs again on the warehouse of step 2 (the baseline too, when it
-   loaded the whole world), and its cost is compared with the full sync's;
-5. times `pipelines.warehouse.runner.build_models` on our full warehouse, when it exists.
+3. **decode workers**: the same full sync with `--compare-workers` (2) worker processes;
+4. **as a user runs it**: a full `quorum-sms sync` with models and publishing, on a fresh
+   warehouse (the memory target is about this run);
+5. the full sync with `--latency-ms` added to every API request (the simulator's latency
+   fault), when it is not 0;
+6. **nightly, end to end**: the marts are built once on the full warehouse (untimed), then
+   `--changed-fraction` (0.1 %) of the records change (the simulator's `touch` admin
+   endpoint) and `quorum-sms sync` runs with models and publishing, start to exit;
+7. times `pipelines.warehouse.runner.build_models` on our full warehouse.
 
-Every pipeline runs as a child process, one at a time, so its peak resident memory is the
-kernel's own high-water mark for that process (`os.wait4` rusage, `ru_maxrss`). The simulator's
-CPU time during each run is recorded too: at ~1.0 CPU-seconds per second it is saturated and
-is the bottleneck, not the client. One table is printed; the same figures go to
-`bench/results/bench-<timestamp>.json` (git-ignored) so runs can be compared.
+Every pipeline runs as a child process, one at a time: its own peak resident memory is the
+kernel's high-water mark (`os.wait4`, `ru_maxrss`), and the whole process tree (decode
+workers included) is sampled for summed RSS and PSS (`bench/treemem.py`). The simulator's CPU
+time during each run is recorded too. Then one table of runs and one of the issue's targets
+are printed; the same figures go to `bench/results/bench-<timestamp>.json` (git-ignored).
+
+`--warehouse-cache DIR` keeps the full warehouse (with its marts, before the nightly) per
+world size and seed, and a later run with the same world copies it instead of syncing again.
+`--reference JSON` names an earlier run (at 1M) whose full-sync rate and nightly time the
+targets compare with, e.g. at 10M:
+
+    .venv/bin/python bench/benchmark.py --records 10000000 --latency-ms 0 --skip-baseline \
+        --warehouse-cache bench/results/cache --reference bench/results/1M.json
 """
 
 from __future__ import annotations
@@ -47,6 +59,9 @@ from typing import Any
 
 import httpx
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from treemem import TreeSampler  # bench/ is a folder of scripts, not a package
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -74,6 +89,10 @@ class Run:
     cpu_s: float = 0.0
     simulator_cpu_s: float = 0.0
     requests: int | None = None
+    #: peaks of the whole process tree (decode workers included), sampled: summed RSS
+    #: (shared libraries counted once per process) and summed PSS (shared pages divided)
+    tree_rss_mb: float = 0.0
+    tree_pss_mb: float = 0.0
     exit_code: int = 0
     note: str = ""
     ratio: float | None = None
@@ -90,8 +109,9 @@ def run_child(
     env: dict[str, str],
     simulator: psutil.Process | None,
     log: Path,
-) -> tuple[int, float, float, float, float, str]:
-    """Run `cmd` to its end; return exit code, wall s, peak RSS MB, CPU s, simulator CPU s, stdout.
+) -> tuple[int, float, float, float, float, str, TreeSampler]:
+    """Run `cmd` to its end; return exit code, wall s, peak RSS MB, CPU s, simulator CPU s,
+    stdout, and the sampler of its process tree's memory.
 
     `os.wait4` returns the rusage of exactly this child (not the maximum over every child ever
     waited for, as `getrusage(RUSAGE_CHILDREN)` would), so `ru_maxrss` is its own peak.
@@ -103,8 +123,10 @@ def run_child(
             [str(c) for c in cmd], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err
         )
         assert proc.stdout is not None
+        tree = TreeSampler(proc.pid)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
+        tree.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     sim_cpu = _cpu_seconds(simulator) - sim_before
@@ -116,6 +138,7 @@ def run_child(
         usage.ru_utime + usage.ru_stime,
         sim_cpu,
         out.decode(errors="replace"),
+        tree,
     )
 
 
@@ -255,20 +278,26 @@ def run_ours(
     database: Path,
     workdir: Path,
     settings: dict[str, str],
+    *,
+    models: bool = False,
+    pipeline: str = "ours",
 ) -> Run:
-    """Our sync as `quorum-sms sync --no-models`, measured."""
+    """Our sync as `quorum-sms sync --no-models` (with `models`: as a user runs it, models
+    and publishing included), measured from process start to exit."""
     before = count_rows(database, OURS_DATASET)
     sim.admin("POST", "stats", {"reset": True})
-    code, wall, rss, cpu, sim_cpu, out = run_child(
+    code, wall, rss, cpu, sim_cpu, out, tree = run_child(
         [BIN / "quorum-sms", "sync", "--base-url", sim.base_url, "--database", database,
-         "--no-models"],
+         *(() if models else ("--no-models",))],
         child_env(settings),
         sim.process,
         workdir / f"ours-{_slug(scenario)}.log",
     )  # fmt: skip
     fetched = _summary_number(out, "records fetched")
     after = count_rows(database, OURS_DATASET)
-    run = Run(scenario, "ours", wall_s=wall, peak_rss_mb=rss, cpu_s=cpu, simulator_cpu_s=sim_cpu)
+    run = Run(scenario, pipeline, wall_s=wall, peak_rss_mb=rss, cpu_s=cpu,
+              simulator_cpu_s=sim_cpu, tree_rss_mb=tree.peak_rss_mb,
+              tree_pss_mb=tree.peak_pss_mb)  # fmt: skip
     run.exit_code = code
     run.requests = _summary_number(out, "pages", r"[\d,]+\s+\(([\d,]+) requests")
     # a full sync loads every record; a nightly run's work is what it read
@@ -299,7 +328,7 @@ def run_baseline(
     """The plain `rest_api` pipeline (below, `baseline_main`) in a child process, measured."""
     before = count_rows(database, BASELINE_DATASET)
     sim.admin("POST", "stats", {"reset": True})
-    code, wall, rss, cpu, sim_cpu, _ = run_child(
+    code, wall, rss, cpu, sim_cpu, _, tree = run_child(
         [sys.executable, Path(__file__), "_baseline", "--base-url", sim.base_url,
          "--database", database, "--max-records", str(max_records), "--loader", loader],
         child_env(),
@@ -308,7 +337,8 @@ def run_baseline(
     )  # fmt: skip
     after = count_rows(database, BASELINE_DATASET)
     stats = sim.admin("GET", "stats")
-    run = Run(scenario, f"baseline ({loader})", wall_s=wall, peak_rss_mb=rss, cpu_s=cpu)
+    run = Run(scenario, f"baseline ({loader})", wall_s=wall, peak_rss_mb=rss, cpu_s=cpu,
+              tree_rss_mb=tree.peak_rss_mb, tree_pss_mb=tree.peak_pss_mb)  # fmt: skip
     run.simulator_cpu_s = sim_cpu
     run.exit_code = code
     run.requests = _stats_requests(stats)
@@ -441,7 +471,8 @@ def machine() -> dict[str, Any]:
 def print_table(runs: list[Run], header: str) -> None:
     """The results as one aligned table."""
     cols = ("scenario", "pipeline", "records", "wall s", "records/s", "peak RSS MB",
-            "ours/base", "sim CPU", "requests", "note")  # fmt: skip
+            "tree RSS MB", "tree PSS MB", "ours/base", "sim CPU", "requests",
+            "note")  # fmt: skip
     rows = [
         (
             r.scenario,
@@ -450,6 +481,8 @@ def print_table(runs: list[Run], header: str) -> None:
             f"{r.wall_s:.1f}",
             f"{r.records_per_s:,.0f}",
             f"{r.peak_rss_mb:.0f}",
+            f"{r.tree_rss_mb:.0f}",
+            f"{r.tree_pss_mb:.0f}",
             "" if r.ratio is None else f"{r.ratio:.1f}x",
             f"{r.simulator_cpu_s / r.wall_s:.0%}" if r.wall_s else "",
             "" if r.requests is None else f"{r.requests:,}",
@@ -458,7 +491,7 @@ def print_table(runs: list[Run], header: str) -> None:
         for r in runs
     ]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
-    right = {2, 3, 4, 5, 6, 7, 8}
+    right = {2, 3, 4, 5, 6, 7, 8, 9, 10}
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -471,6 +504,154 @@ def print_table(runs: list[Run], header: str) -> None:
     print(line(["-" * w for w in widths]))
     for row in rows:
         print(line(row))
+
+
+# -- the issue's targets ---------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One figure of issue 14 beside its target."""
+
+    figure: str
+    measured: str
+    target: str
+    verdict: str
+
+
+def _find(runs: list[Run], scenario_start: str, pipeline: str = "ours") -> Run | None:
+    return next(
+        (r for r in runs if r.scenario.startswith(scenario_start) and r.pipeline == pipeline),
+        None,
+    )
+
+
+def _ref_run(reference: dict[str, Any] | None, scenario_start: str) -> dict[str, Any] | None:
+    for run in (reference or {}).get("runs", []):
+        if run["scenario"].startswith(scenario_start) and run["pipeline"] == "ours":
+            return dict(run)
+    return None
+
+
+def targets(runs: list[Run], records: int, reference: dict[str, Any] | None) -> list[Target]:
+    """Every figure of the issue with its target and whether this run met it."""
+    out: list[Target] = []
+    size = f"{records / 1e6:g}M" if records >= 1_000_000 else f"{records:,}"
+    ref_size = ""
+    if reference is not None:
+        ref_size = f"{int(reference['arguments']['records']) / 1e6:g}M"
+    full = _find(runs, "full, 0 ms")
+    if full is not None and full.ratio is not None:
+        out.append(Target(f"full sync vs plain rest_api, {size}", f"{full.ratio:.1f}x",
+                          ">= 25x", "met" if full.ratio >= 25 else "not met"))  # fmt: skip
+    elif full is not None:
+        out.append(Target(f"full sync vs plain rest_api, {size}", "baseline skipped", ">= 25x",
+                          "not measured"))  # fmt: skip
+    ref_full = _ref_run(reference, "full, 0 ms")
+    if full is not None and ref_full is not None and ref_full["records_per_s"]:
+        change = full.records_per_s / ref_full["records_per_s"] - 1
+        out.append(Target(
+            f"full-sync records/s, {size} vs {ref_size}",
+            f"{full.records_per_s:,.0f} vs {ref_full['records_per_s']:,.0f} ({change:+.0%})",
+            "within 10 %", "met" if abs(change) <= 0.10 else "not met"))  # fmt: skip
+    else:
+        out.append(Target("full-sync records/s vs 1M", f"{full.records_per_s:,.0f}/s"
+                          if full else "no full sync this run", "within 10 %",
+                          "needs a full sync and --reference"))  # fmt: skip
+    pooled = _find(runs, "full, 0 ms, ")
+    if pooled is not None and full is not None and full.records_per_s:
+        gain = pooled.records_per_s / full.records_per_s
+        out.append(Target(f"decode workers ({pooled.scenario.split(', ')[-1]})",
+                          f"{gain:.2f}x in-process, tree PSS {pooled.tree_pss_mb:.0f} MB",
+                          "faster than in-process", "met" if gain > 1 else "not met"))  # fmt: skip
+    for run, what in ((_find(runs, "full `quorum-sms sync`"), "full `quorum-sms sync`"),
+                      (_find(runs, "nightly"), "nightly `quorum-sms sync`")):  # fmt: skip
+        if run is None:
+            continue
+        worst = max(run.tree_pss_mb, run.peak_rss_mb)
+        out.append(Target(
+            f"peak memory, {what}, {size} (models, publish)",
+            f"tree PSS {run.tree_pss_mb:.0f} MB, main RSS {run.peak_rss_mb:.0f} MB, "
+            f"tree RSS {run.tree_rss_mb:.0f} MB",
+            "<= 300 MB", "met" if worst <= 300 else "not met"))  # fmt: skip
+    nightly = _find(runs, "nightly")
+    ref_nightly = _ref_run(reference, "nightly")
+    if nightly is not None and ref_nightly is not None and ref_nightly["wall_s"]:
+        factor = nightly.wall_s / ref_nightly["wall_s"]
+        out.append(Target(f"nightly end to end, {size} vs {ref_size}",
+                          f"{nightly.wall_s:.1f} s vs {ref_nightly['wall_s']:.1f} s "
+                          f"({factor:.2f}x)", "<= 2x",
+                          "met" if factor <= 2 else "not met"))  # fmt: skip
+    elif nightly is not None:
+        out.append(Target(f"nightly end to end, {size}", f"{nightly.wall_s:.1f} s",
+                          "<= 2x the 1M figure", "compare with --reference"))  # fmt: skip
+    out.append(Target("nightly end to end on PostgreSQL", "-", "beside DuckDB's",
+                      "not measured: the PostgreSQL path is not in this branch"))  # fmt: skip
+    return out
+
+
+def print_targets(verdicts: list[Target]) -> None:
+    """The issue's figures, each beside its target."""
+    widths = [max(len(getattr(v, name)) for v in verdicts) for name in
+              ("figure", "measured", "target")]  # fmt: skip
+    print("\ntargets (issue 14)")
+    for v in verdicts:
+        print(f"  {v.figure:<{widths[0]}}  {v.measured:<{widths[1]}}  "
+              f"{v.target:<{widths[2]}}  {v.verdict}")  # fmt: skip
+
+
+# -- reusing a built warehouse ---------------------------------------------------------------
+
+
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    """The cache folder of this world (size and seed), or None without --warehouse-cache."""
+    if args.warehouse_cache is None:
+        return None
+    return Path(args.warehouse_cache) / f"records-{args.records}-seed-{args.seed}"
+
+
+def _warehouse_files(folder: Path) -> list[Path]:
+    # the DuckDB file and dlt's working folder beside it (state, pending packages)
+    return [folder / "ours-full.duckdb", folder / "ours-full.duckdb.dlt"]
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    elif source.exists():
+        shutil.copy2(source, target)
+
+
+def _save(workdir: Path, cache: Path) -> None:
+    """Keep the full warehouse (models built, before the nightly) for later runs."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for path in _warehouse_files(workdir):
+        _copy(path, cache / path.name)
+
+
+def _restore(cache: Path, workdir: Path) -> None:
+    for path in _warehouse_files(cache):
+        _copy(path, workdir / path.name)
+
+
+def _drop(database: Path) -> None:
+    """Delete a warehouse no later step reads (a 10M one takes gigabytes)."""
+    for path in (database, database.with_name(database.name + ".dlt"),
+                 database.with_name(database.stem + "-analytics.duckdb")):  # fmt: skip
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _prepare_models(database: Path, workdir: Path, settings: dict[str, str]) -> None:
+    """Build the marts once, untimed: the nightly then meets a warehouse that has them."""
+    with (workdir / "prepare-models.log").open("wb") as log:
+        subprocess.run(
+            [str(BIN / "quorum-sms"), "models", "--database", str(database)],
+            env=child_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            check=False,
+        )  # fmt: skip
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -494,7 +675,35 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="the baseline's loader file format (insert_values: DuckDB's default)",
     )
     parser.add_argument("--latency-ms", type=float, default=100, help="0 skips that scenario")
-    parser.add_argument("--changed-fraction", type=float, default=0.01)
+    parser.add_argument(
+        "--changed-fraction", type=float, default=0.001, help="share touched before the nightly"
+    )
+    parser.add_argument(
+        "--decode-workers", type=int, help="[sources.quorum] decode_workers of our runs"
+    )
+    parser.add_argument(
+        "--compare-workers",
+        type=int,
+        default=2,
+        help="one more full sync with this many decode workers (0 skips it)",
+    )
+    parser.add_argument(
+        "--skip-user-run",
+        action="store_true",
+        help="skip the full `quorum-sms sync` with models and publishing (memory target)",
+    )
+    parser.add_argument(
+        "--warehouse-cache",
+        type=Path,
+        help="folder keeping the full warehouse per (records, seed): a later run with the "
+        "same world copies it instead of syncing again (a 10M full sync takes many minutes)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="JSON of an earlier run (say at 1M) whose full-sync rate and nightly time the "
+        "targets compare with",
+    )
     parser.add_argument("--concurrency", type=int, help="[sources.quorum] concurrency")
     parser.add_argument("--requests-per-second", type=float, help="[sources.quorum] ceiling")
     parser.add_argument("--skip-baseline", action="store_true")
@@ -516,6 +725,8 @@ def main(argv: Sequence[str]) -> int:
         settings["SOURCES__QUORUM__CONCURRENCY"] = str(args.concurrency)
     if args.requests_per_second is not None:
         settings["SOURCES__QUORUM__REQUESTS_PER_SECOND"] = str(args.requests_per_second)
+    if args.decode_workers is not None:
+        settings["SOURCES__QUORUM__DECODE_WORKERS"] = str(args.decode_workers)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{stamp}-", dir=RESULTS))
@@ -547,37 +758,70 @@ def main(argv: Sequence[str]) -> int:
             runs.extend(r for r in (base, ours) if r is not None)
             return base, ours
 
-        _, full = pair("full, 0 ms", "full")
-        if args.latency_ms:
+        cache = _cache_dir(args)
+        full: Run | None = None
+        if cache is not None and (cache / "ours-full.duckdb").exists():
+            _restore(cache, workdir)
+            print(f"full warehouse copied from {cache} (no full sync this run)", flush=True)
+        else:
+            _, full = pair("full, 0 ms", "full")
+        if args.compare_workers:
+            database = workdir / "ours-workers.duckdb"
+            pooled = run_ours(
+                f"full, 0 ms, {args.compare_workers} decode workers", sim, database, workdir,
+                {**settings, "SOURCES__QUORUM__DECODE_WORKERS": str(args.compare_workers)},
+            )  # fmt: skip
+            if full is not None and full.records_per_s:
+                pooled.note = f"{pooled.records_per_s / full.records_per_s:.2f}x ours in-process"
+            _progress(pooled)
+            runs.append(pooled)
+            _drop(database)
+        if not args.skip_user_run:
+            database = workdir / "ours-user.duckdb"
+            user = run_ours(
+                "full `quorum-sms sync` (models, publish)", sim, database, workdir, settings,
+                models=True,
+            )  # fmt: skip
+            _progress(user)
+            runs.append(user)
+            _drop(database)
+        if args.latency_ms and full is not None:
             sim.admin("POST", "faults", {"latency_ms": args.latency_ms})
             pair(f"full, {args.latency_ms:g} ms latency", "latency")
             sim.admin("POST", "faults", {"reset": True})
+        warehouse = workdir / "ours-full.duckdb"
+        if full is not None:
+            # the nightly below meets marts that exist, as every night after the first does
+            _prepare_models(warehouse, workdir, settings)
+            if cache is not None:
+                _save(workdir, cache)
         touched = sim.admin("POST", "touch", {"fraction": args.changed_fraction})
         n_touched = len(touched.get("ids", []))
-        scenario = f"nightly, {args.changed_fraction:.0%} changed"
-        if not args.skip_baseline and base_n >= args.records:
+        scenario = f"nightly, {args.changed_fraction:.1%} changed"
+        if not args.skip_baseline and base_n >= args.records and full is not None:
             base = run_baseline(
                 scenario, sim, workdir / "baseline-full.duckdb", workdir, base_n,
                 args.baseline_loader,
             )  # fmt: skip
             _progress(base)
             runs.append(base)
-        nightly = run_ours(scenario, sim, workdir / "ours-full.duckdb", workdir, settings)
+        nightly = run_ours(
+            f"{scenario} (models, publish)", sim, warehouse, workdir, settings, models=True
+        )
         nightly.extra["touched"] = n_touched
-        if full.wall_s:
+        nightly.note = f"{n_touched:,} touched"
+        if full is not None and full.wall_s:
             nightly.extra["time_vs_full"] = nightly.wall_s / full.wall_s
-            nightly.note = (
-                f"{n_touched:,} touched; {nightly.wall_s / full.wall_s:.1%} of the full sync's time"
-            )
+            nightly.note += f"; {nightly.wall_s / full.wall_s:.1%} of the full sync's time"
             if full.requests and nightly.requests is not None:
                 nightly.extra["requests_vs_full"] = nightly.requests / full.requests
                 nightly.note += f", {nightly.requests / full.requests:.1%} of its requests"
         _progress(nightly)
         runs.append(nightly)
         if not args.skip_models:
-            seconds, note = build_models_seconds(workdir / "ours-full.duckdb")
-            models = {"seconds": seconds, "messages": count_rows(
-                workdir / "ours-full.duckdb", OURS_DATASET), "note": note}
+            seconds, note = build_models_seconds(warehouse)
+            models = {"seconds": seconds, "messages": count_rows(warehouse, OURS_DATASET),
+                      "note": note}  # fmt: skip
             print(f"build_models: {seconds if seconds is None else f'{seconds:.2f} s'} {note}")
     finally:
         sim.stop()
@@ -589,6 +833,9 @@ def main(argv: Sequence[str]) -> int:
         f"{total / 60:.1f} min in all"
     )
     print_table(runs, header)
+    reference = json.loads(args.reference.read_text()) if args.reference else None
+    verdicts = targets(runs, args.records, reference)
+    print_targets(verdicts)
     if models:
         text = "n/a" if models["seconds"] is None else f"{models['seconds']:.2f} s"
         print(f"build_models over {models['messages']:,} messages: {text} {models['note']}")
@@ -611,6 +858,8 @@ def main(argv: Sequence[str]) -> int:
                     {**asdict(r), "records_per_s": r.records_per_s} for r in runs
                 ],
                 "build_models": models,
+                "targets": [asdict(v) for v in verdicts],
+                "reference": str(args.reference) if args.reference else None,
             },
             indent=2,
         )

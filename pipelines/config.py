@@ -99,10 +99,14 @@ class RunSettings(BaseConfiguration):
     )
     duckdb_memory_limit: str = setting(
         "128MB",
-        "DuckDB's memory ceiling while loading; above it the merge spills to a temporary "
-        "folder beside the database, so memory stays flat however large the sync.",
+        "DuckDB's memory ceiling while loading, building the models and publishing; above "
+        "it DuckDB spills to a temporary folder beside the database, so memory stays flat "
+        "however large the warehouse.",
     )
-    duckdb_threads: int = setting(2, "DuckDB's worker threads while loading.", minimum=1)
+    duckdb_threads: int = setting(
+        2, "DuckDB's worker threads while loading, building the models and publishing.",
+        minimum=1,
+    )
     webhook_url: TSecretStrValue | None = setting(
         None,
         "Failure alerts: a Slack-compatible webhook gets the failure summary ({\"text\": ...}). "

@@ -35,6 +35,7 @@ from pipelines.quorum.settings import RAW_DATASET
 from pipelines.redaction import redact
 from pipelines.sync import SyncSummary, check_start, make_pipeline, run_sync, saved_cursor
 from pipelines.target import builds_models, warehouse_target
+from pipelines.warehouse.database import set_connection_defaults
 from pipelines.warehouse.publish import PublishResult, publish_analytics, remove_stale_temporaries
 from pipelines.warehouse.runner import BuildResult, build_models
 
@@ -169,6 +170,10 @@ def run_nightly(
     try:
         run.policy = make_policy(load_pii_settings(config.run))
         run.target = warehouse_target(config.run.destination, config.database)
+        # the model build and the publish copy open their own DuckDB connections: same ceiling
+        set_connection_defaults(
+            memory_limit=config.run.duckdb_memory_limit, threads=config.run.duckdb_threads
+        )
         run.reporter.started(config)
         with owner_only_umask(), warehouse_lock(
             run.target, RAW_DATASET, config.run.lock_wait_seconds
@@ -380,6 +385,8 @@ def rebuild_models(
     lock_wait_seconds: float,
     sql_dir: Path | None = None,
     full_refresh: bool = False,
+    duckdb_memory_limit: str | None = None,
+    duckdb_threads: int | None = None,
 ) -> ModelsRun:
     """Under the warehouse lock: build the models and data checks, then publish them.
 
@@ -392,10 +399,14 @@ def rebuild_models(
     The build is incremental when it can be; `full_refresh` rebuilds (and republishes)
     everything.
 
+    `duckdb_memory_limit` and `duckdb_threads` cap DuckDB as during the load (see
+    `database.set_connection_defaults`).
+
     Raises:
         QuorumSmsError: a model or check failed (nothing changed, nothing published), or
             the analytics file could not be published (the warehouse's marts are new).
     """
+    set_connection_defaults(memory_limit=duckdb_memory_limit, threads=duckdb_threads)
     with warehouse_lock(target, RAW_DATASET, lock_wait_seconds):
         models = build_models(target, sql_dir, full_refresh=full_refresh)
         published = None

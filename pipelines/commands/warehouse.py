@@ -79,6 +79,8 @@ def run_models(args: argparse.Namespace) -> int:
         lock_wait_seconds=run.lock_wait_seconds,
         sql_dir=args.sql_dir,
         full_refresh=args.full_refresh,
+        duckdb_memory_limit=run.duckdb_memory_limit,
+        duckdb_threads=run.duckdb_threads,
     )
     print(done.models.summary())
     for relation, rows in sorted(done.models.row_counts.items()):

@@ -56,6 +56,7 @@ from pipelines.quorum.settings import (
 )
 from pipelines.quorum.slicing import iter_pages_concurrently
 from pipelines.quorum.timestamps import parse_api_time, parse_since
+from pipelines.quorum.workers import DecodedPage, DecodeWorkers
 from pipelines.redaction import register_secret
 
 #: Resource-state key: seconds the last run's full scan took (0 when it paged by key).
@@ -83,6 +84,8 @@ class SourceObserver:
     on_page: Callable[[SourceObserver], None] | None = None
     #: records set aside this run: counts and the first few (id, reason)
     rejects: RejectStats = field(default_factory=RejectStats)
+    #: pages decoded and normalized in worker processes (`decode_workers`)
+    worker_pages: int = 0
 
     @property
     def pages(self) -> int:
@@ -208,6 +211,7 @@ def quorum_source(
             page_size=min(settings.page_size, MAX_PAGE_SIZE),
             concurrency=settings.concurrency,
             force_full_scan=settings.force_full_scan,
+            decode_workers=settings.decode_workers,
             observer=watcher,
             policy=policy,
             reject_log=reject_log,
@@ -250,8 +254,14 @@ def sendsms_resource(
     reject_log: RejectLog | None = None,
     max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION,
     close: Callable[[], None] | None = None,
+    decode_workers: int = 0,
 ) -> DltResource:
-    """Build the `sendsms` resource around a ready client (see `quorum_source`)."""
+    """Build the `sendsms` resource around a ready client (see `quorum_source`).
+
+    With `decode_workers` > 0 a large read decodes and normalizes its pages in that many
+    worker processes (`quorum.workers`), started on first use and stopped when the resource
+    ends, however it ends.
+    """
     log = reject_log or RejectLog((), transform=policy, run_id=None, stats=observer.rejects)
 
     @dlt.resource(
@@ -277,6 +287,7 @@ def sendsms_resource(
         started = time.monotonic()
         _stamp_run_id(log)
         rejected: list[str] = []
+        workers = DecodeWorkers(decode_workers, client, policy) if decode_workers > 0 else None
         try:
             for page in iter_pages_concurrently(
                 client,
@@ -286,8 +297,9 @@ def sendsms_resource(
                 force_full_scan=force_full_scan,
                 on_pager=observer.pagers.append,
                 on_page=observer.page_done,
+                slice_decoder=workers.decode if workers is not None else None,
             ):
-                split = split_page(page, policy)
+                split = page.split() if isinstance(page, DecodedPage) else split_page(page, policy)
                 yield from _data_items(split.sendsms, split.events)
                 for record, reason in split.bad:
                     if log.is_retried(record) or _before(record, start):
@@ -310,6 +322,9 @@ def sendsms_resource(
                 round(time.monotonic() - started, 3) if full_scan else 0.0
             )
         finally:
+            if workers is not None:
+                workers.close()
+                observer.worker_pages = workers.pages
             (close or client.close)()
 
     return sendsms

@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
+from urllib.parse import quote_plus, urlsplit
 
 import httpx
 import orjson
@@ -40,6 +40,27 @@ from pipelines.quorum.jsontext import loads_tolerant
 from pipelines.redaction import install_log_redaction, redact, register_secret
 
 Params = Sequence[tuple[str, str | int | float | bool | None]]
+T = TypeVar("T")
+
+
+class NotJsonError(ValueError):
+    """A response body that is not JSON: a decoder raises it and the request is retried."""
+
+
+def decode_json(content: bytes) -> Any:
+    """A body as JSON: orjson, else the tolerant parser (lone surrogates kept as text).
+
+    Raises:
+        NotJsonError: the body is not JSON at all (a truncated body, an HTML error page).
+    """
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return loads_tolerant(content)
+    except ValueError:
+        raise NotJsonError("the response body was not valid JSON") from None
 
 class TransientApiError(Exception):
     """A failure worth retrying: 429, 5xx, a dropped connection, a timeout, a bad body."""
@@ -221,13 +242,27 @@ class QuorumClient:
     def get_json(self, path: str, params: Params, *, missing_ok: bool = False) -> Any:
         """GET `path` with `params` plus the credentials; return the decoded JSON body.
 
+        The same as `get_decoded` with `decode_json`; see there.
+        """
+        return self.get_decoded(path, params, decode_json, missing_ok=missing_ok)
+
+    def get_decoded(
+        self, path: str, params: Params, decode: Callable[[bytes], T], *, missing_ok: bool = False
+    ) -> T | None:
+        """GET `path` with `params` plus the credentials; return `decode(body)`.
+
         Transient failures are retried with exponential backoff and full jitter, honouring
         `Retry-After`, within `max_attempts` and `max_total_wait`. A body orjson refuses but
         that is valid JSON (a lone surrogate) is parsed by `loads_tolerant`, not retried.
 
+        `decode` runs inside the retry loop, so a body it refuses with `NotJsonError` is
+        fetched again like any transient failure; it may hand the body to a worker process
+        (see `without_key`).
+
         Args:
             path: the API path.
             params: query parameters (the credentials are added).
+            decode: turns the body's bytes into the result.
             missing_ok: return None on 404 instead of raising (a detail that is gone).
 
         Raises:
@@ -243,7 +278,7 @@ class QuorumClient:
             reraise=True,
         )
         try:
-            return retrying(self._get_once, path, params, missing_ok)
+            return retrying(self._get_once, path, params, decode, missing_ok)
         except TransientApiError as error:
             raise ApiUnavailableError(
                 f"The Quorum API kept failing on {path}: {error} (gave up after "
@@ -256,7 +291,9 @@ class QuorumClient:
         """`GET /api/sendsms/{id}/`: the record as the API serves it, or None when it is gone."""
         return self.get_json(f"{settings.LIST_PATH}{int(record_id)}/", [], missing_ok=True)
 
-    def _get_once(self, path: str, params: Params, missing_ok: bool = False) -> Any:
+    def _get_once(
+        self, path: str, params: Params, decode: Callable[[bytes], T], missing_ok: bool = False
+    ) -> T | None:
         self._rate.wait()
         self.stats.count_request()
         query: list[tuple[str, str | int | float | bool | None]] = [*params, *self._auth.items()]
@@ -272,13 +309,32 @@ class QuorumClient:
             return None
         self._raise_for_status(response, path)
         try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            pass
-        try:
-            return loads_tolerant(response.content)
-        except ValueError:
+            return decode(response.content)
+        except NotJsonError:
             raise TransientApiError("the response body was not valid JSON") from None
+
+    def without_key(self, body: bytes) -> bytes | None:
+        """A list body with the API key cut out of its `meta` block, or None if unsure.
+
+        Tastypie repeats the request's query string, key included, in `meta.next` and
+        `meta.previous`. A body handed to another process must not carry the key; only the
+        `meta` part is scrubbed, so a record whose text happens to contain the key's
+        characters is not altered. None when `meta` is not where a list body has it.
+        """
+        if body.startswith(b'{"meta":'):
+            cut = body.find(b'"objects":')  # meta first: it ends where the objects begin
+            meta_first = True
+        else:
+            cut = body.rfind(b'"meta":')  # objects first: meta is the tail
+            meta_first = False
+        if cut < 0:
+            return None
+        head, tail = body[:cut], body[cut:]
+        meta = head if meta_first else tail
+        key = self._auth["api_key"]
+        for form in {key, quote_plus(key)}:
+            meta = meta.replace(form.encode(), b"[redacted]")
+        return meta + tail if meta_first else head + meta
 
     def _raise_for_status(self, response: httpx.Response, path: str) -> None:
         status = response.status_code

@@ -24,17 +24,25 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from pipelines.errors import ApiBadRequestError, ApiRequestError, BadRecordError
 from pipelines.quorum import settings
 from pipelines.quorum.client import QuorumClient
-from pipelines.quorum.timestamps import format_api_time, parse_api_time
+from pipelines.quorum.pages import (
+    Fetched,
+    NotAListError,
+    PageDecoder,
+    decode_records,
+)
+from pipelines.quorum.timestamps import format_api_time
 
 logger = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 Page = list[Record]
+#: A page as its decoder hands it on: a list of records, or tables a worker normalized.
+P = TypeVar("P")
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 ONE_SECOND = timedelta(seconds=1)
@@ -53,30 +61,6 @@ class PagingStats:
     mode: str = "keyset"
     fallback_reason: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _record_key(record: Any) -> tuple[datetime, int] | None:
-    """A record's (`updated`, `id`), or None when either cannot be read.
-
-    Such a record plays no part in ordering or in moving the keyset; it is still handed on,
-    and the source sets it aside as a reject (`pipelines.quorum.rejects`).
-    """
-    if not isinstance(record, dict) or type(record.get("id")) is not int:
-        return None
-    try:
-        updated = parse_api_time(
-            record.get(settings.CURSOR_FIELD), record_id=record["id"], field_name="updated"
-        )
-    except BadRecordError:
-        return None
-    return updated, record["id"]
-
-
-def _record_id(record: Any) -> int | None:
-    """A record's integer `id`, or None (a reject that cannot take part in id ordering)."""
-    if isinstance(record, dict) and type(record.get("id")) is int:
-        return int(record["id"])
-    return None
 
 
 def _stuck(what: str) -> BadRecordError:
@@ -99,7 +83,7 @@ def _resolution(instant: datetime) -> timedelta:
     return ONE_MICROSECOND if instant.microsecond else ONE_SECOND
 
 
-class Pager:
+class Pager(Generic[P]):
     """Reads SendSMS pages of records changed at or after `start`, never losing one.
 
     Args:
@@ -108,7 +92,36 @@ class Pager:
         end: optional exclusive upper bound on `updated`, for slicing a range.
         page_size: records per request (the API caps it at 1000).
         on_page: called after every page with the pager's stats (progress display).
+        force_full_scan: skip keyset paging.
+        decoder: turns a body into a page and its keys; by default in this process, with
+            lists of records as pages (`pages.decode_records`).
     """
+
+    @overload
+    def __init__(
+        self: Pager[Page],
+        client: QuorumClient,
+        start: datetime | None,
+        *,
+        end: datetime | None = ...,
+        page_size: int = ...,
+        on_page: Callable[[PagingStats], None] | None = ...,
+        force_full_scan: bool = ...,
+        decoder: None = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Pager[P],
+        client: QuorumClient,
+        start: datetime | None,
+        *,
+        end: datetime | None = ...,
+        page_size: int = ...,
+        on_page: Callable[[PagingStats], None] | None = ...,
+        force_full_scan: bool = ...,
+        decoder: PageDecoder[P],
+    ) -> None: ...
 
     def __init__(
         self,
@@ -119,7 +132,9 @@ class Pager:
         page_size: int = settings.DEFAULT_SETTINGS.page_size,
         on_page: Callable[[PagingStats], None] | None = None,
         force_full_scan: bool = False,
+        decoder: PageDecoder[Any] | None = None,
     ) -> None:
+        self._decode: PageDecoder[Any] = decoder or decode_records
         self.client = client
         self.start = start
         self.end = end
@@ -130,7 +145,7 @@ class Pager:
         #: False for a slice of a concurrent read: the caller falls back for the whole range.
         self.allow_fallback = True
 
-    def __iter__(self) -> Iterator[Page]:
+    def __iter__(self) -> Iterator[P]:
         if self._force_full_scan:
             yield from self._fall_back("full scan requested")
             return
@@ -141,7 +156,7 @@ class Pager:
                 raise
             yield from self._fall_back(str(reason))
 
-    def _fall_back(self, reason: str) -> Iterator[Page]:
+    def _fall_back(self, reason: str) -> Iterator[P]:
         self.stats.mode = "full-scan"
         self.stats.fallback_reason = reason
         logger.warning("keyset paging unavailable (%s): falling back to a full scan", reason)
@@ -149,36 +164,36 @@ class Pager:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _fetch(self, params: list[tuple[str, str | int]]) -> tuple[Page, bool]:
-        """One page: its objects and whether more pages follow."""
-        body = self.client.get_json(settings.LIST_PATH, [("limit", self.page_size), *params])
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("objects"), list)
-            or not isinstance(body.get("meta"), dict)
-        ):
+    def _fetch(self, params: list[tuple[str, str | int]]) -> Fetched[P]:
+        """One page: its records (as the decoder hands them on), their keys, and `more`."""
+        try:
+            fetched = self.client.get_decoded(
+                settings.LIST_PATH, [("limit", self.page_size), *params], self._decode
+            )
+        except NotAListError:
+            fetched = None
+        if fetched is None:
             raise ApiRequestError(
                 "The Quorum API returned a page that is not a tastypie list (no `meta` and "
                 "`objects`). Nothing from this run was loaded and the saved cursor is "
                 "unchanged; check --base-url points at the Quorum API."
             )
-        objects: Page = body["objects"]
         self.stats.pages += 1
-        more = body["meta"].get("next") is not None and len(objects) > 0
-        return objects, more
+        return fetched
 
-    def _emit(self, page: Page) -> Page:
-        self.stats.records += len(page)
+    def _emit(self, fetched: Fetched[P], dropped: set[int] | None = None) -> P:
+        """The fetched page without the `dropped` positions, counted and reported."""
+        self.stats.records += len(fetched.ids) - len(dropped or ())
         if self._on_page is not None:
             self._on_page(self.stats)
-        return page
+        return fetched.without(dropped) if dropped else fetched.page
 
     def _range_params(self) -> list[tuple[str, str | int]]:
         return [("updated__lt", format_api_time(self.end))] if self.end is not None else []
 
     # -- keyset ------------------------------------------------------------------------------
 
-    def _keyset(self) -> Iterator[Page]:
+    def _keyset(self) -> Iterator[P]:
         lower = self.start
         top: datetime | None = None
         seen_at_top: set[int] = set()
@@ -188,19 +203,20 @@ class Pager:
                 params.append(("updated__gte", format_api_time(lower)))
             params += self._range_params()
             try:
-                objects, more = self._fetch(params)
+                fetched = self._fetch(params)
             except ApiBadRequestError as error:
                 raise CapabilityError(
                     f"the API refused keyset paging: {error.api_message.rstrip('.')}"
                 ) from None
-            keys = [_record_key(record) for record in objects]
+            keys, more, count = fetched.keys, fetched.more, len(fetched.ids)
             readable = [key for key in keys if key is not None]
             self._check_keyset_page(readable, lower)
-            fresh = [
-                record
-                for record, key in zip(objects, keys, strict=True)
-                if key is None or not (key[0] == top and key[1] in seen_at_top)
-            ]
+            # records of the boundary instant the previous page already handed on
+            dropped = {
+                i
+                for i, key in enumerate(keys)
+                if key is not None and key[0] == top and key[1] in seen_at_top
+            }
             progressed = False
             for updated, record_id in readable:
                 if top is None or updated > top:
@@ -208,9 +224,9 @@ class Pager:
                 elif updated == top and record_id not in seen_at_top:
                     seen_at_top.add(record_id)
                     progressed = True
-            if fresh:
-                yield self._emit(fresh)
-            if not more or len(objects) < self.page_size:
+            if count > len(dropped):
+                yield self._emit(fetched, dropped)
+            if not more or count < self.page_size:
                 return
             if top is None or not progressed:
                 raise _stuck("`updated` and `id`")
@@ -234,7 +250,7 @@ class Pager:
                 raise CapabilityError(f"the API ignored `order_by=updated` (record {record_id})")
             previous = updated
 
-    def _bucket(self, instant: datetime, already_read: set[int]) -> Iterator[Page]:
+    def _bucket(self, instant: datetime, already_read: set[int]) -> Iterator[P]:
         upper = instant + _resolution(instant)
         last_id: int | None = None
         while True:
@@ -246,37 +262,35 @@ class Pager:
             if last_id is not None:
                 params.append(("id__gt", last_id))
             try:
-                objects, more = self._fetch(params)
+                fetched = self._fetch(params)
             except ApiBadRequestError as error:
                 raise CapabilityError(
                     f"the API refused id paging in a bucket: {error.api_message.rstrip('.')}"
                 ) from None
-            fresh: Page = []
+            dropped: set[int] = set()
             page_start = last_id
-            for record in objects:
-                record_id = _record_id(record)
-                if record_id is None:
-                    fresh.append(record)  # a reject: handed on, no part in the ordering
-                    continue
-                key = _record_key(record)
-                if (last_id is not None and record_id <= last_id) or (
+            for position, (the_id, key) in enumerate(zip(fetched.ids, fetched.keys, strict=True)):
+                if the_id is None:
+                    continue  # a reject: handed on, no part in the ordering
+                if (last_id is not None and the_id <= last_id) or (
                     key is not None
                     and not (_respects_lower_bound(key[0], instant) and key[0] < upper)
                 ):
                     raise CapabilityError("the API ignored `order_by=id` or a filter in a bucket")
-                last_id = record_id
-                if record_id not in already_read:
-                    fresh.append(record)
-            if fresh:
-                yield self._emit(fresh)
-            if not more or len(objects) < self.page_size:
+                last_id = the_id
+                if the_id in already_read:
+                    dropped.add(position)
+            count = len(fetched.ids)
+            if count > len(dropped):
+                yield self._emit(fetched, dropped)
+            if not fetched.more or count < self.page_size:
                 return
             if last_id == page_start:
                 raise _stuck("`id`")
 
     # -- full scan ---------------------------------------------------------------------------
 
-    def _full_scan(self) -> Iterator[Page]:
+    def _full_scan(self) -> Iterator[P]:
         last_id: int | None = None
         offset = 0
         by_id = True
@@ -287,13 +301,14 @@ class Pager:
             if not by_id:
                 params = [("offset", offset)]
             try:
-                objects, more = self._fetch(params)
+                fetched = self._fetch(params)
             except ApiBadRequestError:
                 if not by_id:
                     raise
                 by_id = False
                 continue
-            ids = [i for i in map(_record_id, objects) if i is not None]
+            more, count = fetched.more, len(fetched.ids)
+            ids = [i for i in fetched.ids if i is not None]
             in_order = all(b > a for a, b in itertools.pairwise(ids)) and (
                 last_id is None or not ids or ids[0] > last_id
             )
@@ -311,10 +326,10 @@ class Pager:
                 self.stats.notes.append("the id filter is not available: offset paging by id")
             if ids:
                 last_id = ids[-1]
-            elif by_id and more and len(objects) >= self.page_size:
+            elif by_id and more and count >= self.page_size:
                 raise _stuck("`id`")
-            offset += len(objects)
-            if objects:
-                yield self._emit(objects)
-            if not more or len(objects) < self.page_size:
+            offset += count
+            if count:
+                yield self._emit(fetched)
+            if not more or count < self.page_size:
                 return

@@ -123,6 +123,15 @@ class QuorumSourceSettings(BaseConfiguration):
         "sequentially.",
         minimum=1,
     )
+    decode_workers: int = setting(
+        0,
+        "Processes that decode and normalize pages beside the loading interpreter during a "
+        "read of 50 pages or more (JSON decoding and normalizing hold Python's GIL, so "
+        "threads cannot); they get response bodies, never URLs or the API key. 0 (the "
+        "default, see docs/performance.md) decodes in-process; try 2 against a slow remote "
+        "API on a machine with idle cores.",
+        minimum=0,
+    )
     requests_per_second: float = setting(
         0.0,
         "Ceiling on requests per second across all slices; 0 means no ceiling. Quorum "

@@ -21,11 +21,12 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pipelines.errors import ApiBadRequestError, BadRecordError
 from pipelines.quorum import settings
 from pipelines.quorum.client import QuorumClient
+from pipelines.quorum.pages import PageDecoder, decode_records
 from pipelines.quorum.paging import (
     CapabilityError,
     Page,
@@ -38,7 +39,11 @@ logger = logging.getLogger(__name__)
 
 #: Slices per worker: more slices balance uneven density at the cost of a few short pages.
 SLICES_PER_WORKER = 8
+#: Below this many pages a sliced read decodes in this process: starting worker processes
+#: (~1 s of CPU each, for their imports) costs more than they save on a small nightly range.
+MIN_PAGES_FOR_DECODER = 50
 _DONE = object()
+P = TypeVar("P")
 
 
 def _probe(
@@ -70,6 +75,14 @@ def plan_slices(
 
     The returned bounds are `(lower, upper)` with `upper` exclusive; the last is `(b, None)`.
     """
+    plan = _plan(client, start, page_size=page_size, concurrency=concurrency)
+    return None if plan is None else plan[0]
+
+
+def _plan(
+    client: QuorumClient, start: datetime | None, *, page_size: int, concurrency: int
+) -> tuple[list[tuple[datetime | None, datetime | None]], int] | None:
+    """`plan_slices` and the number of records the range held when it was probed."""
     if concurrency <= 1:
         return None
     lower = [("updated__gte", format_api_time(start))] if start is not None else []
@@ -91,7 +104,7 @@ def plan_slices(
     if width.total_seconds() <= 0:
         return None
     bounds: list[datetime | None] = [start, *(oldest + width * i for i in range(1, count)), None]
-    return list(itertools.pairwise(bounds))
+    return list(itertools.pairwise(bounds)), total
 
 
 def iter_pages_concurrently(
@@ -103,20 +116,28 @@ def iter_pages_concurrently(
     force_full_scan: bool,
     on_pager: Callable[[PagingStats], None],
     on_page: Callable[[PagingStats], None],
-) -> Iterator[Page]:
-    """Yield pages of records with `updated >= start`, read by up to `concurrency` threads."""
-    slices = None if force_full_scan else plan_slices(
+    slice_decoder: PageDecoder[P] | None = None,
+) -> Iterator[Page | P]:
+    """Yield pages of records with `updated >= start`, read by up to `concurrency` threads.
+
+    `slice_decoder`, when given, decodes the pages of a sliced read of at least
+    `MIN_PAGES_FOR_DECODER` pages (a worker pool's `decode`); pages are then what it returns.
+    Sequential reads, and small ranges, yield lists of records decoded in this process.
+    """
+    plan = None if force_full_scan else _plan(
         client, start, page_size=page_size, concurrency=concurrency
     )
-    if slices is None:
+    if plan is None:
         pager = Pager(
             client, start, page_size=page_size, on_page=on_page, force_full_scan=force_full_scan
         )
         on_pager(pager.stats)
         yield from pager
         return
+    slices, total = plan
+    decoder = slice_decoder if total >= MIN_PAGES_FOR_DECODER * page_size else None
     try:
-        yield from _read_slices(client, slices, page_size, concurrency, on_pager, on_page)
+        yield from _read_slices(client, slices, page_size, concurrency, on_pager, on_page, decoder)
     except CapabilityError as reason:
         logger.warning("slice paging failed (%s): reading sequentially", reason)
         pager = Pager(client, start, page_size=page_size, on_page=on_page)
@@ -131,7 +152,8 @@ def _read_slices(
     concurrency: int,
     on_pager: Callable[[PagingStats], None],
     on_page: Callable[[PagingStats], None],
-) -> Iterator[Page]:
+    decoder: PageDecoder[Any] | None,
+) -> Iterator[Any]:
     pages: queue.Queue[Any] = queue.Queue(maxsize=concurrency)
     stop = threading.Event()
 
@@ -148,7 +170,14 @@ def _read_slices(
 
     def read(bounds: tuple[datetime | None, datetime | None]) -> None:
         try:
-            pager = Pager(client, bounds[0], end=bounds[1], page_size=page_size, on_page=on_page)
+            pager = Pager(
+                client,
+                bounds[0],
+                end=bounds[1],
+                page_size=page_size,
+                on_page=on_page,
+                decoder=decoder or decode_records,
+            )
             pager.allow_fallback = False
             on_pager(pager.stats)
             for page in pager:

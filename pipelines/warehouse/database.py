@@ -16,6 +16,22 @@ RAW_SCHEMA = "quorum_raw"
 MARTS_SCHEMA = "analytics"
 
 
+#: Settings every warehouse connection of this process opens with (`memory_limit`,
+#: `threads`). The nightly run sets them from [quorum_sms] (`set_connection_defaults`) so the
+#: model build and the publish copy stay under the same ceiling as the load; without it a
+#: connection may take DuckDB's default, 80 % of RAM, and spills nothing.
+_connection_defaults: dict[str, str | int] = {}
+
+
+def set_connection_defaults(*, memory_limit: str | None, threads: int | None) -> None:
+    """Cap DuckDB's memory and threads for every later `connect` in this process."""
+    _connection_defaults.clear()
+    if memory_limit:
+        _connection_defaults["memory_limit"] = memory_limit
+    if threads:
+        _connection_defaults["threads"] = threads
+
+
 def connect(
     database_path: str | os.PathLike[str], *, read_only: bool, threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -36,9 +52,10 @@ def connect(
             "raw tables, or point --database (or QUORUM_DATABASE) at the right file."
         )
     try:
-        config: dict[str, str | bool | int | float | list[str]] = (
-            {"threads": threads} if threads else {}
-        )
+        config: dict[str, str | bool | int | float | list[str]] = {
+            **_connection_defaults,
+            **({"threads": threads} if threads else {}),
+        }
         connection = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.Error as error:
         raise ConfigError(
