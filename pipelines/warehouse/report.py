@@ -24,6 +24,24 @@ REPORT_TABLES = [
 ]
 STREAK_THRESHOLD = 3
 
+#: The whole-number figures of `Headline`: the field each fills and the aggregate over
+#: analytics.fct_sms_message that computes it.
+_HEADLINE_COUNTS: tuple[tuple[str, str], ...] = (
+    ("messages", "count(*) filter (where is_message)"),
+    ("segments", "coalesce(sum(segments) filter (where is_message), 0)"),
+    ("delivered", "count(*) filter (where is_message and status = 'delivered')"),
+    ("failures", "count(*) filter (where is_message and status_category = 'failed')"),
+    ("failed", "count(*) filter (where is_message and status = 'failed')"),
+    ("undelivered", "count(*) filter (where is_message and status = 'undelivered')"),
+    ("rejected", "count(*) filter (where is_message and status = 'rejected')"),
+    ("in_flight", "count(*) filter (where is_message and status_category = 'in_flight')"),
+    ("unique_opens", "count(*) filter (where is_message and is_opened)"),
+    ("total_opens", "coalesce(sum(opens) filter (where is_message), 0)"),
+    ("conversions", "count(*) filter (where is_message and converted)"),
+    ("replies", "coalesce(sum(replies) filter (where is_message), 0)"),
+    ("inbound", "count(*) filter (where direction = 'inbound' and not archived)"),
+)
+
 
 @dataclass(frozen=True)
 class Headline:
@@ -68,22 +86,11 @@ def window(connection: MartConnection, days: int) -> tuple[date, date] | None:
 
 def headline(connection: MartConnection, start: date, end: date) -> Headline:
     """Compute the headline figures over messages sent from `start` to `end` (UTC dates)."""
+    counts_sql = ",\n            ".join(formula for _, formula in _HEADLINE_COUNTS)
     row = connection.execute(
-        """
+        f"""
         select
-            count(*) filter (where is_message),
-            coalesce(sum(segments) filter (where is_message), 0),
-            count(*) filter (where is_message and status = 'delivered'),
-            count(*) filter (where is_message and status_category = 'failed'),
-            count(*) filter (where is_message and status = 'failed'),
-            count(*) filter (where is_message and status = 'undelivered'),
-            count(*) filter (where is_message and status = 'rejected'),
-            count(*) filter (where is_message and status_category = 'in_flight'),
-            count(*) filter (where is_message and is_opened),
-            coalesce(sum(opens) filter (where is_message), 0),
-            count(*) filter (where is_message and converted),
-            coalesce(sum(replies) filter (where is_message), 0),
-            count(*) filter (where direction = 'inbound' and not archived),
+            {counts_sql},
             quantile_cont(seconds_to_deliver, 0.5)
                 filter (where is_message and status = 'delivered'),
             quantile_cont(seconds_to_deliver, 0.9)
@@ -94,26 +101,15 @@ def headline(connection: MartConnection, start: date, end: date) -> Headline:
         [start, end],
     ).fetchone()
     assert row is not None  # an aggregate without group by always returns one row
-    counts = [int(v) for v in row[:13]]
+    counts = {field: int(value) for (field, _), value in zip(_HEADLINE_COUNTS, row, strict=False)}
+    median, p90 = row[len(_HEADLINE_COUNTS) :]
     return Headline(
         start=start,
         end=end,
         days=(end - start).days + 1,
-        messages=counts[0],
-        segments=counts[1],
-        delivered=counts[2],
-        failures=counts[3],
-        failed=counts[4],
-        undelivered=counts[5],
-        rejected=counts[6],
-        in_flight=counts[7],
-        unique_opens=counts[8],
-        total_opens=counts[9],
-        conversions=counts[10],
-        replies=counts[11],
-        inbound=counts[12],
-        median_seconds_to_deliver=None if row[13] is None else float(row[13]),
-        p90_seconds_to_deliver=None if row[14] is None else float(row[14]),
+        median_seconds_to_deliver=None if median is None else float(median),
+        p90_seconds_to_deliver=None if p90 is None else float(p90),
+        **counts,
     )
 
 
