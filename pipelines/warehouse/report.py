@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from pipelines.errors import ConfigError
 from pipelines.warehouse.database import require_marts
@@ -206,7 +207,8 @@ def _headline_lines(h: Headline) -> list[str]:
 
 
 def _campaign_lines(connection: MartConnection, start: date, end: date) -> list[str]:
-    rows = connection.execute(
+    rows = _rows_in_window(
+        connection,
         """
         select
             -- one description per campaign; min() is portable (any_value is not in PostgreSQL 15)
@@ -221,8 +223,9 @@ def _campaign_lines(connection: MartConnection, start: date, end: date) -> list[
         order by messages desc, bulk_sms_id
         limit 5
         """,
-        [start, end],
-    ).fetchall()
+        start,
+        end,
+    )
     if not rows:
         return ["", "  No campaign messages in the window."]
     lines = ["", "  Largest campaigns                          messages  delivered  converted"]
@@ -235,7 +238,8 @@ def _campaign_lines(connection: MartConnection, start: date, end: date) -> list[
 
 
 def _error_lines(connection: MartConnection, start: date, end: date) -> list[str]:
-    rows = connection.execute(
+    rows = _rows_in_window(
+        connection,
         """
         select coalesce(error_code, 'no code') as code, status, count(*) as failures
         from analytics.fct_sms_message
@@ -244,8 +248,9 @@ def _error_lines(connection: MartConnection, start: date, end: date) -> list[str
         order by failures desc, code, status
         limit 5
         """,
-        [start, end],
-    ).fetchall()
+        start,
+        end,
+    )
     if not rows:
         return ["", "  No failed deliveries in the window."]
     lines = ["", "  Top error codes"]
@@ -254,7 +259,8 @@ def _error_lines(connection: MartConnection, start: date, end: date) -> list[str
 
 
 def _number_lines(connection: MartConnection, start: date, end: date) -> list[str]:
-    rows = connection.execute(
+    rows = _rows_in_window(
+        connection,
         """
         select
             associated_number,
@@ -266,8 +272,9 @@ def _number_lines(connection: MartConnection, start: date, end: date) -> list[st
         order by failure_rate desc, messages desc, associated_number
         limit 5
         """,
-        [start, end],
-    ).fetchall()
+        start,
+        end,
+    )
     if not rows:
         return []
     lines = ["", "  Sender numbers with the highest failure rate   messages   failed"]
@@ -276,6 +283,14 @@ def _number_lines(connection: MartConnection, start: date, end: date) -> list[st
         for number, messages, rate in rows
     ]
     return lines
+
+
+def _rows_in_window(
+    connection: MartConnection, sql: str, start: date, end: date
+) -> list[tuple[Any, ...]]:
+    # every section's query takes the window's first and last send date, in that order
+    rows: list[tuple[Any, ...]] = connection.execute(sql, [start, end]).fetchall()
+    return rows
 
 
 def _hygiene_lines(connection: MartConnection) -> list[str]:

@@ -69,25 +69,11 @@ def pages_of(
     )
 
 
-def read_concurrently(
-    base_url: str,
-    *,
-    concurrency: int,
-    page_size: int = 50,
-    force_full_scan: bool = False,
-    start: datetime | None = START,
-) -> Reading:
+def read_concurrently(base_url: str, **options: Any) -> Reading:
+    """Read to the end through `pages_of(client, **options)`, recording every pager."""
     reading = Reading()
     with client_for(base_url) as client:
-        pages = pages_of(
-            client,
-            concurrency=concurrency,
-            page_size=page_size,
-            force_full_scan=force_full_scan,
-            start=start,
-            on_pager=reading.on_pager,
-        )
-        return reading.read(pages)
+        return reading.read(pages_of(client, on_pager=reading.on_pager, **options))
 
 
 def slice_threads() -> list[threading.Thread]:
