@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -38,6 +39,16 @@ def _html_error(status: int) -> bytes:
         f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1>"
         "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     ).encode()
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One request as the handlers see it: the query parsed, the body read."""
+
+    method: str
+    path: str
+    params: list[tuple[str, str]]
+    body: bytes
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -113,26 +124,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         sim = self.server.sim
         parts = urlsplit(self.path)
-        params = parse_qsl(parts.query, keep_blank_values=True)
-        body = self._read_body()
-        path = parts.path
-        if path.startswith("/api/"):
-            self._api(sim, method, path, params, body)
-        elif path.startswith("/_simulator/"):
-            self._admin(sim, method, path, params, body)
+        request = _Request(
+            method, parts.path, parse_qsl(parts.query, keep_blank_values=True), self._read_body()
+        )
+        if request.path.startswith("/api/"):
+            self._api(sim, request)
+        elif request.path.startswith("/_simulator/"):
+            self._admin(sim, request)
         else:
             self._write(api.Response(404, content_type="text/html; charset=utf-8"))
 
     # ------------------------------------------------------------------ the Quorum API
 
-    def _api(
-        self,
-        sim: SimulatorServer,
-        method: str,
-        path: str,
-        params: list[tuple[str, str]],
-        body: bytes,
-    ) -> None:
+    def _api(self, sim: SimulatorServer, request: _Request) -> None:
         sim._hold_if_paused()
         state = sim._fault_state
         stats = sim.stats
@@ -145,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(api.Response(429, headers=[("Retry-After", str(retry))],
                                      content_type="text/html; charset=utf-8"))
             return
-        if not sim._authorized(params):
+        if not sim._authorized(request.params):
             stats.count(401)
             self._write(api.Response(401, content_type="text/html; charset=utf-8"))
             return
@@ -162,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             stats.count(injected, fault=f"error_{injected}")
             self._write(response)
             return
-        response = self._route(sim, state, method, path, params, body)
+        response = self._route(sim, state, request)
         fault = state.body_fault(len(response.body)) if response.status < 300 else None
         if fault is not None:
             kind, cut = fault
@@ -172,15 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
         stats.count(response.status, response.records, page=response.page)
         self._write(response)
 
-    def _route(
-        self,
-        sim: SimulatorServer,
-        state: FaultState,
-        method: str,
-        path: str,
-        params: list[tuple[str, str]],
-        body: bytes,
-    ) -> api.Response:
+    def _route(self, sim: SimulatorServer, state: FaultState, request: _Request) -> api.Response:
         faults = state.faults
         caps = api.Capabilities(
             range_filters=not faults.refuse_range_filters,
@@ -188,7 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
             ignore_order_by=faults.ignore_order_by,
         )
         postprocess = sim._record_faults(state)
-        bits = [b for b in path.split("/") if b]
+        method = request.method
+        bits = [b for b in request.path.split("/") if b]
         if bits[:2] != ["api", "sendsms"]:
             return api.Response(404, content_type="text/html; charset=utf-8")
         rest = bits[2:]
@@ -200,13 +197,13 @@ class _Handler(BaseHTTPRequestHandler):
                 ids, created, seed = mutation
                 sim.world.mutate(ids, created, seed)
                 sim.stats.count_fault("mutate_while_paging")
-            response = api.list_sendsms(sim.world, params, caps, postprocess)
+            response = api.list_sendsms(sim.world, request.params, caps, postprocess)
             state.remember_served(response.record_ids)
             return response
         if rest == ["send_individual_sms"]:
             if method != "POST":
                 return api.Response(405, headers=[("Allow", "POST")])
-            return api.send_individual_sms(sim.world, body)
+            return api.send_individual_sms(sim.world, request.body)
         if len(rest) == 1:
             if method != "GET":
                 return api.Response(405, headers=[("Allow", "GET")])
@@ -215,33 +212,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ admin
 
-    def _admin(
-        self,
-        sim: SimulatorServer,
-        method: str,
-        path: str,
-        params: list[tuple[str, str]],
-        body: bytes,
-    ) -> None:
-        if not sim._authorized(params):
+    def _admin(self, sim: SimulatorServer, request: _Request) -> None:
+        if not sim._authorized(request.params):
             self._write(api.Response(401, content_type="text/html; charset=utf-8"))
             return
         try:
-            payload: dict[str, Any] = orjson.loads(body) if body else {}
+            payload: dict[str, Any] = orjson.loads(request.body) if request.body else {}
             if not isinstance(payload, dict):
                 raise ValueError("the body must be a JSON object")
         except (orjson.JSONDecodeError, ValueError) as exc:
             self._write(api.error(400, f"bad admin request body: {exc}"))
             return
-        for key, value in params:
+        for key, value in request.params:
             if key not in ("username", "api_key"):
                 payload.setdefault(key, value)
-        action = path[len("/_simulator/") :].strip("/")
+        action = request.path[len("/_simulator/") :].strip("/")
         try:
-            if action == "ground_truth" and method == "GET":
+            if action == "ground_truth" and request.method == "GET":
                 self._stream_ground_truth(sim.world)
                 return
-            result = sim.admin(method, action, payload)
+            result = sim.admin(request.method, action, payload)
         except (ValueError, TypeError) as exc:
             self._write(api.error(400, str(exc)))
             return

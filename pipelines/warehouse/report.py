@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from pipelines.errors import ConfigError
 from pipelines.warehouse.database import require_marts
@@ -23,6 +24,24 @@ REPORT_TABLES = [
     "sms_supporter_engagement",
 ]
 STREAK_THRESHOLD = 3
+
+#: The whole-number figures of `Headline`: the field each fills and the aggregate over
+#: analytics.fct_sms_message that computes it.
+_HEADLINE_COUNTS: tuple[tuple[str, str], ...] = (
+    ("messages", "count(*) filter (where is_message)"),
+    ("segments", "coalesce(sum(segments) filter (where is_message), 0)"),
+    ("delivered", "count(*) filter (where is_message and status = 'delivered')"),
+    ("failures", "count(*) filter (where is_message and status_category = 'failed')"),
+    ("failed", "count(*) filter (where is_message and status = 'failed')"),
+    ("undelivered", "count(*) filter (where is_message and status = 'undelivered')"),
+    ("rejected", "count(*) filter (where is_message and status = 'rejected')"),
+    ("in_flight", "count(*) filter (where is_message and status_category = 'in_flight')"),
+    ("unique_opens", "count(*) filter (where is_message and is_opened)"),
+    ("total_opens", "coalesce(sum(opens) filter (where is_message), 0)"),
+    ("conversions", "count(*) filter (where is_message and converted)"),
+    ("replies", "coalesce(sum(replies) filter (where is_message), 0)"),
+    ("inbound", "count(*) filter (where direction = 'inbound' and not archived)"),
+)
 
 
 @dataclass(frozen=True)
@@ -68,22 +87,11 @@ def window(connection: MartConnection, days: int) -> tuple[date, date] | None:
 
 def headline(connection: MartConnection, start: date, end: date) -> Headline:
     """Compute the headline figures over messages sent from `start` to `end` (UTC dates)."""
+    counts_sql = ",\n            ".join(formula for _, formula in _HEADLINE_COUNTS)
     row = connection.execute(
-        """
+        f"""
         select
-            count(*) filter (where is_message),
-            coalesce(sum(segments) filter (where is_message), 0),
-            count(*) filter (where is_message and status = 'delivered'),
-            count(*) filter (where is_message and status_category = 'failed'),
-            count(*) filter (where is_message and status = 'failed'),
-            count(*) filter (where is_message and status = 'undelivered'),
-            count(*) filter (where is_message and status = 'rejected'),
-            count(*) filter (where is_message and status_category = 'in_flight'),
-            count(*) filter (where is_message and is_opened),
-            coalesce(sum(opens) filter (where is_message), 0),
-            count(*) filter (where is_message and converted),
-            coalesce(sum(replies) filter (where is_message), 0),
-            count(*) filter (where direction = 'inbound' and not archived),
+            {counts_sql},
             quantile_cont(seconds_to_deliver, 0.5)
                 filter (where is_message and status = 'delivered'),
             quantile_cont(seconds_to_deliver, 0.9)
@@ -94,26 +102,15 @@ def headline(connection: MartConnection, start: date, end: date) -> Headline:
         [start, end],
     ).fetchone()
     assert row is not None  # an aggregate without group by always returns one row
-    counts = [int(v) for v in row[:13]]
+    counts = {field: int(value) for (field, _), value in zip(_HEADLINE_COUNTS, row, strict=False)}
+    median, p90 = row[len(_HEADLINE_COUNTS) :]
     return Headline(
         start=start,
         end=end,
         days=(end - start).days + 1,
-        messages=counts[0],
-        segments=counts[1],
-        delivered=counts[2],
-        failures=counts[3],
-        failed=counts[4],
-        undelivered=counts[5],
-        rejected=counts[6],
-        in_flight=counts[7],
-        unique_opens=counts[8],
-        total_opens=counts[9],
-        conversions=counts[10],
-        replies=counts[11],
-        inbound=counts[12],
-        median_seconds_to_deliver=None if row[13] is None else float(row[13]),
-        p90_seconds_to_deliver=None if row[14] is None else float(row[14]),
+        median_seconds_to_deliver=None if median is None else float(median),
+        p90_seconds_to_deliver=None if p90 is None else float(p90),
+        **counts,
     )
 
 
@@ -210,7 +207,8 @@ def _headline_lines(h: Headline) -> list[str]:
 
 
 def _campaign_lines(connection: MartConnection, start: date, end: date) -> list[str]:
-    rows = connection.execute(
+    rows = _rows_in_window(
+        connection,
         """
         select
             -- one description per campaign; min() is portable (any_value is not in PostgreSQL 15)
@@ -225,8 +223,9 @@ def _campaign_lines(connection: MartConnection, start: date, end: date) -> list[
         order by messages desc, bulk_sms_id
         limit 5
         """,
-        [start, end],
-    ).fetchall()
+        start,
+        end,
+    )
     if not rows:
         return ["", "  No campaign messages in the window."]
     lines = ["", "  Largest campaigns                          messages  delivered  converted"]
@@ -239,7 +238,8 @@ def _campaign_lines(connection: MartConnection, start: date, end: date) -> list[
 
 
 def _error_lines(connection: MartConnection, start: date, end: date) -> list[str]:
-    rows = connection.execute(
+    rows = _rows_in_window(
+        connection,
         """
         select coalesce(error_code, 'no code') as code, status, count(*) as failures
         from analytics.fct_sms_message
@@ -248,8 +248,9 @@ def _error_lines(connection: MartConnection, start: date, end: date) -> list[str
         order by failures desc, code, status
         limit 5
         """,
-        [start, end],
-    ).fetchall()
+        start,
+        end,
+    )
     if not rows:
         return ["", "  No failed deliveries in the window."]
     lines = ["", "  Top error codes"]
@@ -258,7 +259,8 @@ def _error_lines(connection: MartConnection, start: date, end: date) -> list[str
 
 
 def _number_lines(connection: MartConnection, start: date, end: date) -> list[str]:
-    rows = connection.execute(
+    rows = _rows_in_window(
+        connection,
         """
         select
             associated_number,
@@ -270,8 +272,9 @@ def _number_lines(connection: MartConnection, start: date, end: date) -> list[st
         order by failure_rate desc, messages desc, associated_number
         limit 5
         """,
-        [start, end],
-    ).fetchall()
+        start,
+        end,
+    )
     if not rows:
         return []
     lines = ["", "  Sender numbers with the highest failure rate   messages   failed"]
@@ -280,6 +283,14 @@ def _number_lines(connection: MartConnection, start: date, end: date) -> list[st
         for number, messages, rate in rows
     ]
     return lines
+
+
+def _rows_in_window(
+    connection: MartConnection, sql: str, start: date, end: date
+) -> list[tuple[Any, ...]]:
+    # every section's query takes the window's first and last send date, in that order
+    rows: list[tuple[Any, ...]] = connection.execute(sql, [start, end]).fetchall()
+    return rows
 
 
 def _hygiene_lines(connection: MartConnection) -> list[str]:

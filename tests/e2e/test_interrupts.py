@@ -7,7 +7,6 @@ stderr before a build that cannot finish on its own), never after a sleep.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -17,10 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
-from tests.e2e.test_sync import table_digest
+from tests.e2e.test_sync import schema_digest, table_digest
 from tests.e2e.truth import assert_warehouse_equals
 from tests.ops.helpers import history
 
@@ -44,10 +42,10 @@ select * from final
 """
 
 
-def start_sync(base_url: str, *extra: str) -> subprocess.Popen[str]:
-    """`quorum-sms sync` as its own process (signals go to it, not to pytest)."""
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """`quorum-sms <args>` as its own process (signals go to it, not to pytest)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "sync", "--base-url", base_url, *extra],
+        [sys.executable, "-m", "pipelines.cli", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -56,19 +54,30 @@ def start_sync(base_url: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def start_sync(base_url: str, *extra: str) -> subprocess.Popen[str]:
+    """`quorum-sms sync` against `base_url` as its own process."""
+    return start_cli("sync", "--base-url", base_url, *extra)
+
+
 def marts_digest(database: Path) -> str:
     """Every row of every analytics table: 'the marts are exactly as before' made checkable."""
-    with duckdb.connect(str(database), read_only=True) as connection:
-        tables = connection.execute(
-            "select table_name from information_schema.tables "
-            "where table_schema = 'analytics' order by all"
-        ).fetchall()
-        digest = hashlib.sha256()
-        for (table,) in tables:
-            rows = connection.execute(f'select * from analytics."{table}" order by all').fetchall()
-            digest.update(f"{table}:{rows!r}".encode())
+    digest, tables = schema_digest(database, "analytics")
     assert tables, "no marts to compare"
-    return digest.hexdigest()
+    return digest
+
+
+def synced_with_slow_model(base_url: str, database: Path, tmp_path: Path) -> tuple[str, Path]:
+    """A first full sync (models built), then a copy of sql/ that also holds SLOW_MODEL.
+
+    Returns:
+        The digest of the marts the first sync built, and the copied model folder.
+    """
+    first = start_sync(base_url)
+    assert first.wait(timeout=300) == 0, first.communicate()
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", sql_dir)
+    (sql_dir / "marts" / "zz_slow_for_tests.sql").write_text(SLOW_MODEL)
+    return marts_digest(database), sql_dir
 
 
 def last_run(database: Path) -> dict[str, Any]:
@@ -106,12 +115,7 @@ def test_interrupted_while_reading(sync_env, simulator_factory, signum, code):
 @pytest.mark.parametrize(("signum", "code"), SIGNALS, ids=SIGNAL_IDS)
 def test_interrupted_during_the_model_build(sync_env, simulator_factory, tmp_path, signum, code):
     sim = simulator_factory(n_records=1500)
-    first = start_sync(sim.base_url)
-    assert first.wait(timeout=300) == 0, first.communicate()
-    marts_before = marts_digest(sync_env)
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(ROOT / "sql", sql_dir)
-    (sql_dir / "marts" / "zz_slow_for_tests.sql").write_text(SLOW_MODEL)
+    marts_before, sql_dir = synced_with_slow_model(sim.base_url, sync_env, tmp_path)
     sim.world.advance(timedelta(days=1))
     process = start_sync(sim.base_url, "--sql-dir", str(sql_dir))
     assert process.stderr is not None
@@ -143,20 +147,8 @@ def test_interrupted_during_the_model_build(sync_env, simulator_factory, tmp_pat
 @pytest.mark.parametrize(("signum", "code"), SIGNALS, ids=SIGNAL_IDS)
 def test_models_command_interrupted(sync_env, simulator_factory, tmp_path, signum, code):
     sim = simulator_factory(n_records=600)
-    first = start_sync(sim.base_url)
-    assert first.wait(timeout=300) == 0, first.communicate()
-    marts_before = marts_digest(sync_env)
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(ROOT / "sql", sql_dir)
-    (sql_dir / "marts" / "zz_slow_for_tests.sql").write_text(SLOW_MODEL)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "models", "--sql-dir", str(sql_dir)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    marts_before, sql_dir = synced_with_slow_model(sim.base_url, sync_env, tmp_path)
+    process = start_cli("models", "--sql-dir", str(sql_dir))
     assert process.stderr is not None
     line = process.stderr.readline()
     assert "building the SQL models" in line, line

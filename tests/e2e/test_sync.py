@@ -46,20 +46,26 @@ def saved_cursor(database: Path) -> str | None:
     return read_cursor(pipeline)
 
 
+def schema_digest(database: Path, schema: str) -> tuple[str, int]:
+    """A digest of every row of every table in `schema`, and how many tables it covers."""
+    with duckdb.connect(str(database), read_only=True) as connection:
+        tables = connection.execute(
+            "select table_name from information_schema.tables "
+            "where table_schema = ? order by all",
+            [schema],
+        ).fetchall()
+        digest = hashlib.sha256()
+        for (table,) in tables:
+            rows = connection.execute(f'select * from "{schema}"."{table}" order by all').fetchall()
+            digest.update(f"{schema}.{table}:{rows!r}".encode())
+    return digest.hexdigest(), len(tables)
+
+
 def table_digest(database: Path) -> str:
     """A digest of every raw row and the dlt state table: 'exactly as before' made checkable."""
     if not database.exists():
         return "no database"
-    with duckdb.connect(str(database), read_only=True) as connection:
-        tables = connection.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_schema = 'quorum_raw' order by all"
-        ).fetchall()
-        digest = hashlib.sha256()
-        for schema, table in tables:
-            rows = connection.execute(f'select * from "{schema}"."{table}" order by all').fetchall()
-            digest.update(f"{schema}.{table}:{rows!r}".encode())
-    return digest.hexdigest()
+    return schema_digest(database, "quorum_raw")[0]
 
 
 def test_first_sync_equals_ground_truth(sync_env, simulator_factory, capsys):

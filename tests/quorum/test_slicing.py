@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,26 +48,32 @@ class Reading:
         return self
 
 
-def read_concurrently(
-    base_url: str,
+def pages_of(
+    client: QuorumClient,
     *,
     concurrency: int,
     page_size: int = 50,
     force_full_scan: bool = False,
     start: datetime | None = START,
-) -> Reading:
+    on_pager: Callable[[PagingStats], None] = lambda stats: None,
+) -> Iterator[list[dict[str, Any]]]:
+    """`iter_pages_concurrently` with the arguments the tests do not vary filled in."""
+    return iter_pages_concurrently(
+        client,
+        start,
+        page_size=page_size,
+        concurrency=concurrency,
+        force_full_scan=force_full_scan,
+        on_pager=on_pager,
+        on_page=lambda stats: None,
+    )
+
+
+def read_concurrently(base_url: str, **options: Any) -> Reading:
+    """Read to the end through `pages_of(client, **options)`, recording every pager."""
     reading = Reading()
     with client_for(base_url) as client:
-        pages = iter_pages_concurrently(
-            client,
-            start,
-            page_size=page_size,
-            concurrency=concurrency,
-            force_full_scan=force_full_scan,
-            on_pager=reading.on_pager,
-            on_page=lambda stats: None,
-        )
-        return reading.read(pages)
+        return reading.read(pages_of(client, on_pager=reading.on_pager, **options))
 
 
 def slice_threads() -> list[threading.Thread]:
@@ -208,15 +214,7 @@ def test_an_error_in_one_worker_reaches_the_caller_and_stops_the_others(simulato
 def test_a_caller_that_stops_early_stops_the_workers(simulator_factory):
     sim = simulator_factory(n_records=3000)
     with client_for(sim.base_url) as client:
-        pages = iter_pages_concurrently(
-            client,
-            START,
-            page_size=20,
-            concurrency=4,
-            force_full_scan=False,
-            on_pager=lambda stats: None,
-            on_page=lambda stats: None,
-        )
+        pages = pages_of(client, page_size=20, concurrency=4)
         assert next(pages), "a first page"
         pages.close()  # what dlt does when a step fails downstream
     wait_for_slice_threads_to_end()
@@ -253,15 +251,7 @@ def test_a_slice_that_loses_its_ordering_sends_the_whole_range_to_the_fallback(
         reading.on_pager(stats)
 
     with client_for(sim.base_url) as client:
-        pages = iter_pages_concurrently(
-            client,
-            START,
-            page_size=50,
-            concurrency=3,
-            force_full_scan=False,
-            on_pager=on_pager,
-            on_page=lambda stats: None,
-        )
+        pages = pages_of(client, page_size=50, concurrency=3, on_pager=on_pager)
         reading.read(pages)
     assert switched.is_set()
     fallback = reading.pagers[-1]

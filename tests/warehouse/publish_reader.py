@@ -35,17 +35,21 @@ def build_of(connection: duckdb.DuckDBPyConnection) -> str:
     return str(row[0]) if row else ""
 
 
-def fingerprint(connection: duckdb.DuckDBPyConnection) -> str:
-    """A digest of every row of every analytics table (reads every column's data)."""
-    tables = [
+def analytics_tables(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """The names of the tables in the analytics schema, sorted."""
+    return [
         str(row[0])
         for row in connection.execute(
             "select table_name from information_schema.tables "
             "where table_schema = 'analytics' order by table_name"
         ).fetchall()
     ]
+
+
+def fingerprint(connection: duckdb.DuckDBPyConnection) -> str:
+    """A digest of every row of every analytics table (reads every column's data)."""
     digests = []
-    for table in tables:
+    for table in analytics_tables(connection):
         row = connection.execute(
             f"select count(*), md5(coalesce(string_agg(cast(t as varchar), chr(10) "
             f"order by cast(t as varchar)), '')) from analytics.{table} as t"
@@ -89,13 +93,7 @@ def hold(path: str) -> int:
 
 def export(path: str, folder: str) -> int:
     connection = duckdb.connect(path, read_only=True)
-    tables = [
-        str(row[0])
-        for row in connection.execute(
-            "select table_name from information_schema.tables "
-            "where table_schema = 'analytics' order by table_name"
-        ).fetchall()
-    ]
+    tables = analytics_tables(connection)
     for table in tables:
         connection.execute(
             f"copy analytics.{table} to '{folder}/{table}.parquet' (format parquet)"
