@@ -309,45 +309,18 @@ def _write_copy(
             "nothing to publish and the published file was left as it was. Build the models "
             "first (`quorum-sms models`)."
         )
-    alias = f"quorum_publish_{uuid.uuid4().hex[:12]}"
-    literal = "'" + str(staged).replace("'", "''") + "'"
-    attached = False
     row_counts: dict[str, int] = {}
-    try:
-        database.execute(
-            f"attach {literal} as {alias} "
-            f"(storage_version '{PUBLISH_STORAGE_VERSION}', read_only false)"
-        )
-        attached = True
-        # Owner-only before a single row lands in it (its folder is 0700 already).
-        os.chmod(staged, FILE_MODE)
-        # One transaction, so every mart comes from the same build of the warehouse.
-        database.execute("begin transaction")
-        try:
-            database.execute(f"create schema {alias}.{schema}")
-            for table in tables:
-                database.execute(
-                    f'create table {alias}.{schema}."{table}" as '
-                    f'select * from "{source}".{schema}."{table}"'
-                )
-                row = database.execute(
-                    f'select count(*) from {alias}.{schema}."{table}"'
-                ).fetchone()
-                row_counts[table] = int(row[0]) if row else 0
-            database.execute("commit")
-        except BaseException:
-            database.execute("rollback")
-            raise
-        # Everything into the main file, so the renamed file needs no WAL beside it.
-        database.execute(f"checkpoint {alias}")
-        database.execute(f"detach {alias}")
-        attached = False
-    except (duckdb.Error, OSError) as error:
-        raise _failure(staged.parent.parent / staged.name, error) from error
-    finally:
-        if attached:
-            with contextlib.suppress(duckdb.Error):
-                database.execute(f"detach {alias}")
+    # the storage version DuckDB 1.1 reads; owner-only before a single row lands in it
+    options = f"storage_version '{PUBLISH_STORAGE_VERSION}', read_only false"
+    with _attached(database, staged, options, chmod=True) as alias:
+        database.execute(f"create schema {alias}.{schema}")
+        for table in tables:
+            database.execute(
+                f'create table {alias}.{schema}."{table}" as '
+                f'select * from "{source}".{schema}."{table}"'
+            )
+            row = database.execute(f'select count(*) from {alias}.{schema}."{table}"').fetchone()
+            row_counts[table] = int(row[0]) if row else 0
     return row_counts
 
 
@@ -409,30 +382,47 @@ def _write_increment(
         os.chmod(staged, FILE_MODE)
     except OSError as error:
         raise _failure(increment.previous, error) from error
+    row_counts: dict[str, int] = {}
+    with _attached(database, staged, "read_only false") as alias:
+        published = set(_base_tables(database, alias, schema))
+        for table in tables:
+            mine = f'{alias}.{schema}."{table}"'
+            theirs = f'"{source}".{schema}."{table}"'
+            if table in increment.keyed and table in published:
+                column, keys = increment.keyed[table]
+                chosen = _member(database, column, f'"{source}".{keys}')
+                database.execute(f"delete from {mine} where {chosen}")
+                database.execute(f"insert into {mine} select * from {theirs} where {chosen}")
+            else:
+                database.execute(f"create or replace table {mine} as select * from {theirs}")
+            row = database.execute(f"select count(*) from {mine}").fetchone()
+            row_counts[table] = int(row[0]) if row else 0
+        for table in sorted(published - set(tables)):
+            database.execute(f'drop table {alias}.{schema}."{table}"')
+    return row_counts
+
+
+@contextlib.contextmanager
+def _attached(
+    database: duckdb.DuckDBPyConnection, staged: Path, options: str, *, chmod: bool = False
+) -> Iterator[str]:
+    """Attach `staged`, run the block in one transaction, checkpoint and detach; the alias.
+
+    One transaction, so every mart comes from the same build of the warehouse; the
+    checkpoint puts everything into the main file, so the renamed file needs no WAL beside
+    it. A DuckDB or file error becomes a PublishError (the published file is unchanged).
+    """
     alias = f"quorum_publish_{uuid.uuid4().hex[:12]}"
     literal = "'" + str(staged).replace("'", "''") + "'"
     attached = False
-    row_counts: dict[str, int] = {}
     try:
-        database.execute(f"attach {literal} as {alias} (read_only false)")
+        database.execute(f"attach {literal} as {alias} ({options})")
         attached = True
+        if chmod:
+            os.chmod(staged, FILE_MODE)  # its folder is 0700 already
         database.execute("begin transaction")
         try:
-            published = set(_base_tables(database, alias, schema))
-            for table in tables:
-                mine = f'{alias}.{schema}."{table}"'
-                theirs = f'"{source}".{schema}."{table}"'
-                if table in increment.keyed and table in published:
-                    column, keys = increment.keyed[table]
-                    chosen = _member(database, column, f'"{source}".{keys}')
-                    database.execute(f"delete from {mine} where {chosen}")
-                    database.execute(f"insert into {mine} select * from {theirs} where {chosen}")
-                else:
-                    database.execute(f"create or replace table {mine} as select * from {theirs}")
-                row = database.execute(f"select count(*) from {mine}").fetchone()
-                row_counts[table] = int(row[0]) if row else 0
-            for table in sorted(published - set(tables)):
-                database.execute(f'drop table {alias}.{schema}."{table}"')
+            yield alias
             database.execute("commit")
         except BaseException:
             database.execute("rollback")
@@ -446,7 +436,6 @@ def _write_increment(
         if attached:
             with contextlib.suppress(duckdb.Error):
                 database.execute(f"detach {alias}")
-    return row_counts
 
 
 def _member(database: duckdb.DuckDBPyConnection, column: str, key_table: str) -> str:
