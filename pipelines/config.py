@@ -107,6 +107,14 @@ class RunSettings(BaseConfiguration):
         2, "DuckDB's worker threads while loading, building the models and publishing.",
         minimum=1,
     )
+    records_per_load: int = setting(
+        250_000,
+        "A sync that reads more records than this loads them in consecutive windows of "
+        "`updated`, each its own dlt load that moves the cursor with its data: merges stay "
+        "small however large the history, and a run stopped halfway keeps the windows it "
+        "loaded. 0 loads every sync in one piece.",
+        minimum=0,
+    )
     webhook_url: TSecretStrValue | None = setting(
         None,
         "Failure alerts: a Slack-compatible webhook gets the failure summary ({\"text\": ...}). "

@@ -28,7 +28,13 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import SyncConfig
 from pipelines.errors import ConfigError, QuorumSmsError, SyncFailed
-from pipelines.quorum import SourceObserver, effective_lag, quorum_source, settings
+from pipelines.quorum import (
+    SourceObserver,
+    effective_lag,
+    load_windows,
+    quorum_source,
+    settings,
+)
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
 from pipelines.redaction import redact
@@ -103,6 +109,10 @@ LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {
     "duckdb": "parquet",
     POSTGRES: "insert_values",
 }
+
+
+#: dlt's own table of finished loads, in the raw dataset.
+DLT_LOADS_TABLE = "_dlt_loads"
 
 
 def pipelines_dir_for(database: Path, destination: str = "duckdb") -> Path:
@@ -322,7 +332,20 @@ def check_start(config: SyncConfig) -> None:
     start_lag(config, pipeline)
 
 
-def drop_superseded_events(pipeline: dlt.Pipeline) -> int:
+def last_load_id(pipeline: dlt.Pipeline) -> str | None:
+    """The newest load dlt finished in the destination (`_dlt_loads`), or None."""
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return None
+        loads = client.make_qualified_table_name(DLT_LOADS_TABLE)
+        try:
+            rows = client.execute_sql(f"select max(load_id) from {loads}")
+        except DatabaseUndefinedRelation:
+            return None
+    return str(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else None
+
+
+def drop_superseded_events(pipeline: dlt.Pipeline, since_load_id: str | None = None) -> int:
     """Delete event rows of a record version that was not kept; return how many.
 
     One load can hold two versions of a record (served twice on one page, or changed while
@@ -330,20 +353,48 @@ def drop_superseded_events(pipeline: dlt.Pipeline) -> int:
     type), so an older version's `delivered` could survive beside the newer `failed`. Every
     event row carries its record's `updated`: a row whose `updated` is not the kept one's
     belongs to a version that was replaced, and goes.
+
+    Only rows of loads from `since_load_id` on can be superseded (a load replaces every
+    earlier event row of the records it holds), so with it the cost follows the night's
+    rows, not the history. Pass the newest load before this run: that covers a previous run
+    killed between its load and this cleanup. None checks every row.
     """
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return 0
         events = client.make_qualified_table_name(settings.EVENTS_TABLE)
         records = client.make_qualified_table_name(settings.SENDSMS_TABLE)
+        scope = "" if since_load_id is None else f"{events}._dlt_load_id >= %s and "
         try:
             rows = client.execute_sql(
-                f"delete from {events} where not exists (select 1 from {records} as r "
-                f"where r.id = {events}.sendsms_id and r.updated = {events}.updated)"
+                f"delete from {events} where {scope}not exists (select 1 from {records} as r "
+                f"where r.id = {events}.sendsms_id and r.updated = {events}.updated)",
+                *(() if since_load_id is None else (since_load_id,)),
             )
         except DatabaseUndefinedRelation:
             return 0  # no event has been loaded yet
     return int(rows[0][0]) if rows and rows[0] else 0
+
+
+def _window_start(config: SyncConfig, pipeline: dlt.Pipeline, lag: float) -> datetime | None:
+    """Where dlt's incremental will start this run: the saved cursor minus the lag, or the
+    configured first date (`--since`); mirrors `dlt.sources.incremental`."""
+    cursor = None if config.full_refresh else _cursor_time(pipeline)
+    initial = datetime.fromisoformat(str(config.source.initial_value))
+    if initial.tzinfo is None:
+        initial = initial.replace(tzinfo=UTC)
+    if cursor is None:
+        return initial
+    return max(initial, cursor - timedelta(seconds=lag))
+
+
+def _loaded_rows(pipeline: dlt.Pipeline, summary: SyncSummary) -> int:
+    """`sendsms` rows of the pipeline's last load; adds its event rows to the summary."""
+    trace = pipeline.last_trace
+    normalize_info = trace.last_normalize_info if trace is not None else None
+    row_counts = normalize_info.row_counts if normalize_info is not None else {}
+    summary.events_loaded += int(row_counts.get(settings.EVENTS_TABLE, 0))
+    return int(row_counts.get(settings.SENDSMS_TABLE, 0))
 
 
 def _sync(
@@ -355,6 +406,7 @@ def _sync(
     run_id: str | None,
 ) -> None:
     pipeline.sync_destination()
+    cleaned_from = last_load_id(pipeline)
     if pipeline.has_pending_data:
         # A load that failed (or was killed) last time goes first; then tonight's data.
         if pipeline.list_extracted_load_packages():
@@ -371,22 +423,54 @@ def _sync(
         summary.notes.append(backfill)
     elif source_settings.lag_seconds > config.source.lag_seconds:
         summary.notes.append(f"lag widened to {full_scan_lag:.0f} s after the last run's full scan")
-    source = quorum_source(
-        source_settings,
-        observer=observer,
-        policy=policy,
-        known_rejects=[] if config.full_refresh else known_rejects(pipeline),
-        run_id=run_id,
+    windows = load_windows(
+        copy.copy(source_settings),
+        _window_start(config, pipeline, source_settings.lag_seconds),
+        max_records=config.run.records_per_load,
     )
+    if len(windows) > 1:
+        summary.notes.append(
+            f"loaded in up to {len(windows)} windows of about "
+            f"{config.run.records_per_load:,} records (records_per_load)"
+        )
     # None lets dlt choose (its run() defaults to None, though typed without it)
     file_format = cast(TLoaderFileFormat, LOADER_FILE_FORMATS.get(config.run.destination))
-    if config.full_refresh:
-        pipeline.run(source, loader_file_format=file_format, refresh="drop_sources")
-    else:
-        pipeline.run(source, loader_file_format=file_format)
-    drop_superseded_events(pipeline)
-    delete_loaded_packages(pipeline)
-    summary.read_from = observer.cursor_start.isoformat() if observer.cursor_start else None
+    loaded = 0
+    requests = retries = 0
+    read_from: datetime | None = None
+    for index, window_end in enumerate(windows):
+        source = quorum_source(
+            source_settings,
+            observer=observer,
+            policy=policy,
+            # read again per window: a record set aside by an earlier window is known
+            known_rejects=[] if config.full_refresh and index == 0 else known_rejects(pipeline),
+            run_id=run_id,
+            window_end=window_end,
+        )
+        if index:
+            # the open rejects are retried once, with the first window
+            source = source.with_resources(settings.SENDSMS_TABLE)
+        if config.full_refresh and index == 0:
+            pipeline.run(source, loader_file_format=file_format, refresh="drop_sources")
+        else:
+            pipeline.run(source, loader_file_format=file_format)
+        drop_superseded_events(pipeline, cleaned_from)
+        # the windows before this one's load are clean: the next cleanup starts at it
+        cleaned_from = last_load_id(pipeline)
+        delete_loaded_packages(pipeline)
+        read_from = read_from or observer.cursor_start
+        if observer.client is not None:
+            requests += observer.client.stats.requests
+            retries += observer.client.stats.retries
+        loaded += _loaded_rows(pipeline, summary)
+        if observer.read_to_end:
+            break
+        # later windows continue from the cursor the last one saved, by the configured lag
+        # only (a --since backfill or a full scan's widening concerns the first window)
+        source_settings = copy.copy(config.source)
+    summary.requests, summary.retries = requests, retries
+    summary.read_from = read_from.isoformat() if read_from else None
     summary.cursor_after = saved_cursor(pipeline)
     summary.pages = observer.pages
     summary.records_fetched = observer.records
@@ -395,19 +479,11 @@ def _sync(
     summary.rejects_resolved = observer.rejects.resolved
     summary.rejects_gone = observer.rejects.gone
     summary.reject_samples = list(observer.rejects.samples)
-    if observer.client is not None:
-        summary.requests = observer.client.stats.requests
-        summary.retries = observer.client.stats.retries
     for stats in observer.pagers:
         if stats.fallback_reason:
             summary.paging_mode = stats.mode
             summary.fallback_reason = redact(stats.fallback_reason)
         summary.notes += stats.notes
-    trace = pipeline.last_trace
-    normalize_info = trace.last_normalize_info if trace is not None else None
-    row_counts = normalize_info.row_counts if normalize_info is not None else {}
-    loaded = int(row_counts.get(settings.SENDSMS_TABLE, 0))
-    summary.events_loaded = int(row_counts.get(settings.EVENTS_TABLE, 0))
     rows_after = count_records(config)
     if rows_after is not None:
         summary.records_new = rows_after - (rows_before or 0)

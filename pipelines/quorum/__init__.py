@@ -54,7 +54,7 @@ from pipelines.quorum.settings import (
     QuorumSourceSettings,
     check_values,
 )
-from pipelines.quorum.slicing import iter_pages_concurrently
+from pipelines.quorum.slicing import iter_pages_concurrently, plan_load_windows
 from pipelines.quorum.timestamps import parse_api_time, parse_since
 from pipelines.quorum.workers import DecodedPage, DecodeWorkers
 from pipelines.redaction import register_secret
@@ -86,6 +86,9 @@ class SourceObserver:
     rejects: RejectStats = field(default_factory=RejectStats)
     #: pages decoded and normalized in worker processes (`decode_workers`)
     worker_pages: int = 0
+    #: the last read went to the newest record, past any load window's end (a window's read
+    #: fell back to a full scan, or it had no end): no later window is left to load
+    read_to_end: bool = False
 
     @property
     def pages(self) -> int:
@@ -160,6 +163,40 @@ def check_settings(settings: QuorumSourceSettings) -> QuorumSourceSettings:
     return settings
 
 
+def make_client(settings: QuorumSourceSettings) -> QuorumClient:
+    """The HTTP client for checked settings (see `check_settings`)."""
+    return QuorumClient(
+        settings.base_url,
+        settings.username or "",
+        settings.api_key or "",
+        timeout=settings.timeout,
+        max_attempts=settings.max_attempts,
+        max_total_wait=settings.max_total_wait,
+        backoff_initial=settings.backoff_initial,
+        requests_per_second=settings.rate_ceiling,
+        max_connections=max(settings.concurrency, 1) + 1,
+    )
+
+
+def load_windows(
+    settings: QuorumSourceSettings, start: datetime | None, *, max_records: int
+) -> list[datetime | None]:
+    """Upper bounds of the load windows a sync from `start` reads one dlt load at a time.
+
+    Three requests of one record each probe the range (`slicing.plan_load_windows`); the
+    last bound is None (open ended). Pass each to `quorum_source(window_end=...)` in turn,
+    running the pipeline once per window, and stop early when the observer says
+    `read_to_end`.
+
+    Raises:
+        ConfigError: a setting is missing or invalid (see `check_settings`).
+        QuorumSmsError: the API refused the probes (bad credentials, unavailable).
+    """
+    settings = check_settings(settings)
+    with make_client(settings) as client:
+        return plan_load_windows(client, start, max_records=max_records)
+
+
 @dlt.source(name="quorum", max_table_nesting=0, spec=QuorumSourceSettings)
 def quorum_source(
     settings: QuorumSourceSettings = dlt.config.value,
@@ -167,6 +204,7 @@ def quorum_source(
     policy: PersonalDataPolicy | None = None,
     known_rejects: Sequence[KnownReject] = (),
     run_id: str | None = None,
+    window_end: datetime | None = None,
 ) -> list[DltResource]:
     """The Quorum SendSMS source.
 
@@ -180,6 +218,8 @@ def quorum_source(
         known_rejects: the rows of `quorum_raw.sendsms_rejects` (`rejects.KNOWN_REJECTS_QUERY`):
             open ones are fetched again by id, and their `first_seen_at` is kept.
         run_id: stored with every reject row; dlt's load id when None.
+        window_end: read only records with `updated` before it (one load window of a large
+            sync, see `load_windows`); None reads to the newest record.
 
     Returns:
         The `sendsms` and `sendsms_retry` resources.
@@ -188,17 +228,7 @@ def quorum_source(
         ConfigError: a setting is missing or invalid (see `check_settings`).
     """
     settings = check_settings(settings)
-    client = QuorumClient(
-        settings.base_url,
-        settings.username or "",
-        settings.api_key or "",
-        timeout=settings.timeout,
-        max_attempts=settings.max_attempts,
-        max_total_wait=settings.max_total_wait,
-        backoff_initial=settings.backoff_initial,
-        requests_per_second=settings.rate_ceiling,
-        max_connections=max(settings.concurrency, 1) + 1,
-    )
+    client = make_client(settings)
     watcher = observer if observer is not None else SourceObserver()
     watcher.client = client
     reject_log = RejectLog(known_rejects, transform=policy, run_id=run_id, stats=watcher.rejects)
@@ -217,6 +247,7 @@ def quorum_source(
             reject_log=reject_log,
             max_reject_fraction=settings.max_reject_fraction,
             close=close,
+            window_end=window_end,
         ),
         retry_resource(client, reject_log=reject_log, policy=policy, close=close),
     ]
@@ -255,6 +286,7 @@ def sendsms_resource(
     max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION,
     close: Callable[[], None] | None = None,
     decode_workers: int = 0,
+    window_end: datetime | None = None,
 ) -> DltResource:
     """Build the `sendsms` resource around a ready client (see `quorum_source`).
 
@@ -298,6 +330,7 @@ def sendsms_resource(
                 on_pager=observer.pagers.append,
                 on_page=observer.page_done,
                 slice_decoder=workers.decode if workers is not None else None,
+                end=window_end,
             ):
                 split = page.split() if isinstance(page, DecodedPage) else split_page(page, policy)
                 yield from _data_items(split.sendsms, split.events)
@@ -318,6 +351,7 @@ def sendsms_resource(
             # new `updated` is at least (end of scan - scan duration). Remembering the duration
             # lets the next run widen its lag window to cover it (see `effective_lag`).
             full_scan = any(stats.mode == "full-scan" for stats in observer.pagers)
+            observer.read_to_end = window_end is None or full_scan
             dlt.current.resource_state()[FULL_SCAN_STATE_KEY] = (
                 round(time.monotonic() - started, 3) if full_scan else 0.0
             )
@@ -405,6 +439,8 @@ __all__ = [
     "SourceObserver",
     "check_settings",
     "effective_lag",
+    "load_windows",
+    "make_client",
     "quorum_source",
     "retry_resource",
     "sendsms_resource",

@@ -68,32 +68,75 @@ def _probe(
         raise CapabilityError("a probe's record has no readable `updated`") from None
 
 
-def plan_slices(
-    client: QuorumClient, start: datetime | None, *, page_size: int, concurrency: int
-) -> list[tuple[datetime | None, datetime | None]] | None:
-    """Cut `[start, newest]` into slice bounds, or None when one sequential pager is better.
+def plan_load_windows(
+    client: QuorumClient, start: datetime | None, *, max_records: int
+) -> list[datetime | None]:
+    """Cut `[start, newest]` into consecutive load windows of about `max_records` records.
 
-    The returned bounds are `(lower, upper)` with `upper` exclusive; the last is `(b, None)`.
+    A sync larger than `max_records` is loaded window by window, each a dlt load of its own
+    that moves the cursor with its data: a merge never has to hold the whole history at once,
+    and a run killed halfway keeps the windows it finished. Returns the windows' exclusive
+    upper bounds on `updated`, oldest first; the last is None (open ended: it also reads what
+    changed during the run). `[None]` (one load) when the range is small, `max_records` is 0,
+    or the API cannot filter and order by `updated` (then a window could not be bounded).
+    The windows have equal widths in time, so uneven density gives uneven windows.
     """
-    plan = _plan(client, start, page_size=page_size, concurrency=concurrency)
+    if max_records <= 0:
+        return [None]
+    lower = [("updated__gte", format_api_time(start))] if start is not None else []
+    try:
+        total, oldest = _probe(client, [("order_by", "updated"), *lower])
+        if total <= max_records or oldest is None:
+            return [None]
+        _, newest = _probe(client, [("order_by", "-updated"), *lower])
+    except (ApiBadRequestError, CapabilityError) as reason:
+        logger.info("one load window (%s)", reason)
+        return [None]
+    if newest is None or newest <= oldest:
+        return [None]
+    count = -(-total // max_records)
+    width = (newest - oldest) / count
+    return [*(oldest + width * i for i in range(1, count)), None]
+
+
+def plan_slices(
+    client: QuorumClient,
+    start: datetime | None,
+    *,
+    page_size: int,
+    concurrency: int,
+    end: datetime | None = None,
+) -> list[tuple[datetime | None, datetime | None]] | None:
+    """Cut `[start, newest]` (or `[start, end)`) into slice bounds, or None when one
+    sequential pager is better.
+
+    The returned bounds are `(lower, upper)` with `upper` exclusive; the last is `(b, end)`.
+    """
+    plan = _plan(client, start, page_size=page_size, concurrency=concurrency, end=end)
     return None if plan is None else plan[0]
 
 
 def _plan(
-    client: QuorumClient, start: datetime | None, *, page_size: int, concurrency: int
+    client: QuorumClient,
+    start: datetime | None,
+    *,
+    page_size: int,
+    concurrency: int,
+    end: datetime | None = None,
 ) -> tuple[list[tuple[datetime | None, datetime | None]], int] | None:
     """`plan_slices` and the number of records the range held when it was probed."""
     if concurrency <= 1:
         return None
     lower = [("updated__gte", format_api_time(start))] if start is not None else []
+    upper = [("updated__lt", format_api_time(end))] if end is not None else []
     try:
-        total, oldest = _probe(client, [("order_by", "updated"), *lower])
+        total, oldest = _probe(client, [("order_by", "updated"), *lower, *upper])
         if total <= page_size * concurrency or oldest is None:
             return None
-        _, newest = _probe(client, [("order_by", "-updated"), *lower])
+        _, newest = _probe(client, [("order_by", "-updated"), *lower, *upper])
         if newest is None or newest < oldest:
             return None
-        newer, _ = _probe(client, [("updated__gt", format_api_time(newest))])
+        newer, _ = _probe(client, [("updated__gt", format_api_time(newest)), *upper])
         if newer:
             return None
     except (ApiBadRequestError, CapabilityError) as reason:
@@ -103,7 +146,7 @@ def _plan(
     width = (newest - oldest) / count
     if width.total_seconds() <= 0:
         return None
-    bounds: list[datetime | None] = [start, *(oldest + width * i for i in range(1, count)), None]
+    bounds: list[datetime | None] = [start, *(oldest + width * i for i in range(1, count)), end]
     return list(itertools.pairwise(bounds)), total
 
 
@@ -117,19 +160,29 @@ def iter_pages_concurrently(
     on_pager: Callable[[PagingStats], None],
     on_page: Callable[[PagingStats], None],
     slice_decoder: PageDecoder[P] | None = None,
+    end: datetime | None = None,
 ) -> Iterator[Page | P]:
     """Yield pages of records with `updated >= start`, read by up to `concurrency` threads.
+
+    With `end`, only records with `updated < end` (a load window) are asked for; a pager
+    that falls back to a full scan reads every record whatever `end` (its stats say
+    `full-scan`), which the caller must treat as the whole range read.
 
     `slice_decoder`, when given, decodes the pages of a sliced read of at least
     `MIN_PAGES_FOR_DECODER` pages (a worker pool's `decode`); pages are then what it returns.
     Sequential reads, and small ranges, yield lists of records decoded in this process.
     """
     plan = None if force_full_scan else _plan(
-        client, start, page_size=page_size, concurrency=concurrency
+        client, start, page_size=page_size, concurrency=concurrency, end=end
     )
     if plan is None:
         pager = Pager(
-            client, start, page_size=page_size, on_page=on_page, force_full_scan=force_full_scan
+            client,
+            start,
+            end=end,
+            page_size=page_size,
+            on_page=on_page,
+            force_full_scan=force_full_scan,
         )
         on_pager(pager.stats)
         yield from pager
@@ -140,7 +193,7 @@ def iter_pages_concurrently(
         yield from _read_slices(client, slices, page_size, concurrency, on_pager, on_page, decoder)
     except CapabilityError as reason:
         logger.warning("slice paging failed (%s): reading sequentially", reason)
-        pager = Pager(client, start, page_size=page_size, on_page=on_page)
+        pager = Pager(client, start, end=end, page_size=page_size, on_page=on_page)
         on_pager(pager.stats)
         yield from pager
 
