@@ -164,8 +164,8 @@ class QuorumSourceSettings(BaseConfiguration):
         0.01,
         "Records that cannot be loaded are set aside in quorum_raw.sendsms_rejects and retried "
         "by id every run (exit 5). When more than this share of a run's records are new "
-        "rejects, the API's format changed: the run fails with nothing loaded. 0 makes any "
-        "new bad record fail the run.",
+        "rejects, the API's format changed: the run fails with nothing (of that load window) "
+        "loaded. 0 makes any new bad record fail the run.",
         minimum=0,
     )
 
