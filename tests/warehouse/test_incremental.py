@@ -48,21 +48,24 @@ def last_build(database: Path) -> tuple[Any, ...]:
 
 
 def tables_of(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every analytics table's rows, sorted, build-time columns left out."""
+    """Every analytics and intermediate table's rows, sorted, build-time columns left out."""
     found: dict[str, list[tuple[Any, ...]]] = {}
     with duckdb.connect(str(path), read_only=True) as connection:
-        names = [n for (n,) in connection.execute(
-            "select table_name from information_schema.tables where table_schema = 'analytics' "
-            "and table_type = 'BASE TABLE' order by table_name"
-        ).fetchall()]
-        for name in names:
+        names = connection.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('analytics', 'intermediate') "
+            "and table_type = 'BASE TABLE' order by table_schema, table_name"
+        ).fetchall()
+        for schema, name in names:
             columns = [c for (c,) in connection.execute(
                 "select column_name from information_schema.columns where table_schema = "
-                "'analytics' and table_name = ? order by ordinal_position", [name]
+                "? and table_name = ? order by ordinal_position", [schema, name]
             ).fetchall() if c not in BUILD_TIME_COLUMNS]
             listed = ", ".join(f'"{c}"' for c in columns)
-            rows = connection.execute(f"select {listed} from analytics.{name}").fetchall()
-            found[name] = sorted(rows, key=lambda row: tuple((v is None, str(v)) for v in row))
+            rows = connection.execute(f"select {listed} from {schema}.{name}").fetchall()
+            found[f"{schema}.{name}"] = sorted(
+                rows, key=lambda row: tuple((v is None, str(v)) for v in row)
+            )
     return found
 
 
