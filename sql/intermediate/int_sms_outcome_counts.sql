@@ -39,6 +39,10 @@ final as (
         conversions,
         -- conversion_rate = conversions / delivered
         cast(conversions as double) / nullif(delivered, 0) as conversion_rate,
+        replies,
+        funnel_sent,
+        funnel_opened,
+        funnel_converted,
         first_send_time,
         last_send_time
     from aggregated

@@ -45,6 +45,18 @@ aggregated as (
         cast(coalesce(sum(opens) filter (where is_message), 0) as bigint) as total_opens,
         -- conversions = converted messages
         count(*) filter (where is_message and converted) as conversions,
+        -- replies = inbound texts answering the messages
+        cast(coalesce(sum(replies) filter (where is_message), 0) as bigint) as replies,
+        -- funnel_sent = messages that left the queue for the carrier (the funnel's stage 2)
+        count(*) filter (
+            where is_message and status in ('sent', 'delivered', 'undelivered', 'failed')
+        ) as funnel_sent,
+        -- funnel_opened = delivered messages with opens > 0 (stage 4)
+        count(*) filter (where is_message and status = 'delivered' and is_opened)
+            as funnel_opened,
+        -- funnel_converted = delivered, opened and converted messages (stage 5)
+        count(*) filter (where is_message and status = 'delivered' and is_opened and converted)
+            as funnel_converted,
         min(send_time) filter (where is_message) as first_send_time,
         max(send_time) filter (where is_message) as last_send_time
     from records
