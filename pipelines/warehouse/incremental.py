@@ -412,7 +412,7 @@ class IncrementalBuild:
         additive = key.additive
         assert additive is not None
         target = model.relation
-        identity = (["grain"] if key.grains else []) + list(key.columns)
+        identity = (["grain"] if key.grains else []) + list(key.columns) + list(additive.group)
         columns = list(_columns(self.warehouse, target))
         extremes = set(additive.minimum) | set(additive.maximum)
         summed = [c for c in columns if c not in identity and c not in extremes]

@@ -67,12 +67,14 @@ class Additive:
     Every non-key column not named here is a sum (an integer); `count` names the column
     counting the key's input rows (a key whose count falls to 0 has no row any more);
     `minimum`/`maximum` name columns that are a min/max over the rows: a key whose removed
-    row may have held that value is recomputed from its input rows.
+    row may have held that value is recomputed from its input rows; `group` names columns
+    that, besides the key, tell a key's rows apart (a key has one row per group value).
     """
 
     count: str
     minimum: tuple[str, ...] = ()
     maximum: tuple[str, ...] = ()
+    group: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -325,13 +327,13 @@ def _additive_of(sql: str, path: Path) -> Additive | None:
         return None
     usage = (
         f"The model {path} declares incremental_strategy {lines[0]!r}; write one line "
-        "`-- incremental_strategy: additive(count=column, min=column, max=column)` naming "
-        "the row-count column once and any min/max columns."
+        "`-- incremental_strategy: additive(count=column, min=column, max=column, "
+        "group=column)` naming the row-count column once and any min/max and group columns."
     )
     form = _ADDITIVE_FORM.match(lines[0])
     if len(lines) > 1 or form is None:
         raise ConfigError(usage)
-    named: dict[str, list[str]] = {"count": [], "min": [], "max": []}
+    named: dict[str, list[str]] = {"count": [], "min": [], "max": [], "group": []}
     for part in form.group(1).split(","):
         role, _, column = (p.strip() for p in part.partition("="))
         if role not in named or not _COLUMN.match(column):
@@ -339,7 +341,9 @@ def _additive_of(sql: str, path: Path) -> Additive | None:
         named[role].append(column)
     if len(named["count"]) != 1:
         raise ConfigError(usage)
-    return Additive(named["count"][0], tuple(named["min"]), tuple(named["max"]))
+    return Additive(
+        named["count"][0], tuple(named["min"]), tuple(named["max"]), tuple(named["group"])
+    )
 
 
 def _read_bytes(path: Path) -> bytes:
