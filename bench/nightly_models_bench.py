@@ -124,8 +124,10 @@ def nightly(path: Path, target: Path, threads: int, *, full: bool) -> tuple[floa
     published = publish_analytics(path, target, threads=threads, full=full)
     slowest = sorted(build.model_seconds.items(), key=lambda item: -item[1])
     steps = ", ".join(f"{relation} {seconds:.2f} s" for relation, seconds in slowest)
+    around = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in build.step_seconds.items())
     return build.seconds, published.seconds, (
         f"{build.summary()}\n    slowest: {steps}, checks {build.check_seconds:.2f} s\n"
+        f"    steps: {around}\n"
         f"    {published.summary()}"
     )
 
