@@ -15,6 +15,10 @@ to set or back (compared with the ids deleted at the last build,
   supporters, old and new (a reply depends on the supporter's whole time line);
 * any other model with a `unique_key` recomputes the key values found in the changed rows
   (old and new versions) of the models it reads;
+* a model with `incremental_strategy: additive(...)` reading one changed table model keeps
+  its sums up to date instead: its query runs over that input's added and removed rows only,
+  and per key old + added - removed is written (a key whose min or max may be lost is
+  recomputed as below);
 * a model without a key, or one that reads a model rebuilt whole, is rebuilt whole.
 
 Recomputing keys K of a model: delete its rows of K, then insert the model's query with
