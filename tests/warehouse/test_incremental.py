@@ -203,7 +203,10 @@ def test_a_failed_incremental_build_changes_no_mart_bookkeeping_or_published_fil
 @pytest.mark.parametrize(
     "header",
     ["-- unique_key: bulk sms id", "-- unique_key: grain(campaign)",
-     "-- recompute_together_by: supporter_id"],
+     "-- recompute_together_by: supporter_id",
+     "-- incremental_strategy: additive(count=failures)",
+     "-- unique_key: error_code\n-- incremental_strategy: additive(sum=failures)",
+     "-- unique_key: error_code\n-- incremental_strategy: additive(min=first_seen)"],
 )
 def test_a_bad_key_declaration_is_refused_naming_the_file(tmp_path: Path, header: str) -> None:
     sql = tmp_path / "sql"
@@ -212,4 +215,6 @@ def test_a_bad_key_declaration_is_refused_naming_the_file(tmp_path: Path, header
     mart.write_text(header + "\n" + mart.read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"sms_delivery_errors\.sql") as caught:
         discover_models(sql)
-    assert "unique_key" in str(caught.value)
+    # the error names the declaration it refuses
+    declared = header.splitlines()[-1].removeprefix("-- ").split(":")[0]
+    assert declared in str(caught.value)
