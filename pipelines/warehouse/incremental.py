@@ -15,6 +15,10 @@ to set or back (compared with the ids deleted at the last build,
   supporters, old and new (a reply depends on the supporter's whole time line);
 * any other model with a `unique_key` recomputes the key values found in the changed rows
   (old and new versions) of the models it reads;
+* a model with `incremental_strategy: additive(...)` reading one changed table model keeps
+  its sums up to date instead: its query runs over that input's added and removed rows only,
+  and per key old + added - removed is written (a key whose min or max may be lost is
+  recomputed as below);
 * a model without a key, or one that reads a model rebuilt whole, is rebuilt whole.
 
 Recomputing keys K of a model: delete its rows of K, then insert the model's query with
@@ -270,6 +274,14 @@ class IncrementalBuild:
         if key is None or any(t not in self.with_changes for t in tables):
             self.tables.append(TableBuild(model.relation, "full"))
             return False
+        if key.additive is not None and len(tables) == 1:
+            key_tables = self._keys_from_inputs(model, key, tables)
+            if key_tables is None:
+                self.tables.append(TableBuild(model.relation, "full"))
+                return False
+            self._maintain_additive(model, key, key_tables, tables[0], inputs)
+            self.tables.append(TableBuild(model.relation, "incremental", key_tables))
+            return True
         if tables:
             key_tables = self._keys_from_inputs(model, key, tables)
         else:
@@ -334,14 +346,31 @@ class IncrementalBuild:
         self, model: Model, key: UniqueKey, key_tables: dict[str, str], inputs: list[str]
     ) -> None:
         target = model.relation
+        chosen = self._chosen(key, key_tables)
+        self.recomputed[target] = chosen
+        old = f"incr_old_{model.name}"
+        self._temporary(old, f"select * from {target} where {chosen}")
+        self._replace_keys(model, key, key_tables, inputs)
+        self._record_delta(model, chosen, old)
+
+    def _chosen(self, key: UniqueKey, key_tables: dict[str, str]) -> str:
+        """The predicate choosing the rows of the key tables' keys."""
+        nulls = {
+            column for column, table in key_tables.items()
+            if self._count(f"{table} where {column} is null")
+        }
+        return _key_predicate(key, key_tables, nulls)
+
+    def _replace_keys(
+        self, model: Model, key: UniqueKey, key_tables: dict[str, str], inputs: list[str]
+    ) -> None:
+        """Delete the rows of the keys and insert them computed from their input rows."""
+        target = model.relation
         nulls = {
             column for column, table in key_tables.items()
             if self._count(f"{table} where {column} is null")
         }
         chosen = _key_predicate(key, key_tables, nulls)
-        self.recomputed[target] = chosen
-        old = f"incr_old_{model.name}"
-        self._temporary(old, f"select * from {target} where {chosen}")
         self.warehouse.execute(f"delete from {target} where {chosen}")
         restrictions: dict[str, str] = {}
         for relation in inputs:
@@ -355,20 +384,108 @@ class IncrementalBuild:
         self.warehouse.execute(
             f"insert into {target} select * from (\n{compiled}\n) as incr_new where {chosen}"
         )
-        if self.readers.get(target):
-            self._temporary(
-                self._delta_name(target),
-                f"select * from (select * from {target} where {chosen} except "
-                f"select * from {old}) as added union all "
-                f"select * from (select * from {old} except "
-                f"select * from {target} where {chosen}) as removed",
-            )
-            self.with_changes.add(target)
+
+    def _record_delta(self, model: Model, chosen: str, old: str) -> None:
+        """Keep the rows that really changed (added and removed versions) for the readers."""
+        target = model.relation
+        if not self.readers.get(target):
+            return
+        added, removed = self._added_name(target), self._removed_name(target)
+        new = f"select * from {target} where {chosen}"
+        self._temporary(added, f"{new} except select * from {old}")
+        self._temporary(removed, f"select * from {old} except {new}")
+        self._temporary(
+            self._delta_name(target), f"select * from {added} union all select * from {removed}"
+        )
+        self.with_changes.add(target)
+
+    # -- additive maintenance ---------------------------------------------------------------
+
+    def _maintain_additive(
+        self, model: Model, key: UniqueKey, key_tables: dict[str, str], source: str,
+        inputs: list[str],
+    ) -> None:
+        """Add the input's new rows to the model's sums and subtract its old rows.
+
+        The model's query runs twice on the changed rows only: over the source's added
+        versions and over its removed versions. Per key, the new row is old + added - removed
+        for the sums, the least/greatest of old and added for the min/max columns; a key whose
+        removed rows may have held its min or max (and whose added rows do not restore it) is
+        recomputed from its input rows. Keys whose row count falls to 0 lose their row.
+        """
+        additive = key.additive
+        assert additive is not None
+        target = model.relation
+        identity = (["grain"] if key.grains else []) + list(key.columns) + list(additive.group)
+        columns = list(_columns(self.warehouse, target))
+        extremes = set(additive.minimum) | set(additive.maximum)
+        summed = [c for c in columns if c not in identity and c not in extremes]
+        chosen = self._chosen(key, key_tables)
+        self.recomputed[target] = chosen
+        old, plus, minus = (f"incr_{part}_{model.name}" for part in ("old", "plus", "minus"))
+        self._temporary(old, f"select * from {target} where {chosen}")
+        for name, rows in ((plus, self._added_name(source)), (minus, self._removed_name(source))):
+            replaced = replace_inputs(model.sql, model.path, {source: f"select * from {rows}"})
+            self._temporary(name, compile_sql(replaced, self.warehouse.dialect, model.path))
+
+        same = " and ".join(f"{{a}}.{c} is not distinct from {{b}}.{c}" for c in identity)
+        lost = [
+            f"(m.{c} <= o.{c} and (p.{c} is null or p.{c} > o.{c}))" for c in additive.minimum
+        ] + [
+            f"(m.{c} >= o.{c} and (p.{c} is null or p.{c} < o.{c}))" for c in additive.maximum
+        ]
+        recompute = f"incr_recompute_{model.name}"
+        self._temporary(
+            recompute,
+            f"select {', '.join(f'm.{c}' for c in identity)} from {minus} as m "
+            f"inner join {old} as o on {same.format(a='m', b='o')} "
+            f"left join {plus} as p on {same.format(a='m', b='p')} "
+            f"where {' or '.join(lost) if lost else 'false'}",
+        )
+
+        def part(relation: str, sign: str, keep_extremes: bool) -> str:
+            values = identity + [f"{sign}{c}" for c in summed] + [
+                c if keep_extremes else f"cast(null as {_type_of(self.warehouse, target, c)})"
+                for c in sorted(extremes)
+            ]
+            return f"select {', '.join(values)} from {relation}"
+
+        aggregates = identity + [f"cast(sum({c}) as bigint) as {c}" for c in summed] + [
+            f"{'min' if c in additive.minimum else 'max'}({c}) as {c}" for c in sorted(extremes)
+        ]
+        merged = f"incr_merged_{model.name}"
+        self._temporary(
+            merged,
+            f"select {', '.join(aggregates)} from ({part(old, '', True)} union all "
+            f"{part(plus, '', True)} union all {part(minus, '-', False)}) as incr_parts "
+            f"group by {', '.join(identity)}",
+        )
+        self.warehouse.execute(f"delete from {target} where {chosen}")
+        listed = ", ".join(columns)
+        self.warehouse.execute(
+            f"insert into {target} ({listed}) select {listed} from {merged} "
+            f"where {additive.count} > 0"
+        )
+        if self._count(recompute):
+            lost_keys: dict[str, str] = {}
+            for value, column in key.grains or (("", key.column),):
+                name = f"incr_lost_{model.name}_{column}"
+                where = f" where grain = '{value}'" if key.grains else ""
+                self._temporary(name, f"select {column} from {recompute}{where}")
+                lost_keys[column] = name
+            self._replace_keys(model, key, lost_keys, inputs)
+        self._record_delta(model, chosen, old)
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _delta_name(self, relation: str) -> str:
         return f"incr_delta_{relation.split('.', 1)[1]}"
+
+    def _added_name(self, relation: str) -> str:
+        return f"incr_added_{relation.split('.', 1)[1]}"
+
+    def _removed_name(self, relation: str) -> str:
+        return f"incr_removed_{relation.split('.', 1)[1]}"
 
     def _temporary(self, name: str, query: str, params: list[object] | None = None) -> None:
         self.warehouse.execute(f"drop table if exists {name}")
@@ -403,23 +520,43 @@ def _key_predicate(key: UniqueKey, key_tables: dict[str, str], nulls: set[str]) 
     ) + ")"
 
 
+def replace_inputs(sql: str, path: Path, queries: dict[str, str]) -> str:
+    """The model's query (DuckDB's SQL) with each named input read from the given query.
+
+    `from analytics.fct_sms_message` becomes `from (<query>) as fct_sms_message`.
+    """
+    tree = parse_model(sql, path)
+    for table in list(tree.find_all(exp.Table)):
+        relation = f"{table.db}.{table.name}".lower()
+        if relation not in queries:
+            continue
+        inner = sqlglot.parse_one(queries[relation], read=SOURCE_DIALECT)
+        assert isinstance(inner, exp.Select)
+        table.replace(inner.subquery(table.alias_or_name))
+    return tree.sql(dialect=SOURCE_DIALECT)
+
+
 def restrict_inputs(sql: str, path: Path, restrictions: dict[str, str]) -> str:
     """The model's query (DuckDB's SQL) with each restricted input read through a filter.
 
     `from analytics.fct_sms_message` becomes `from (select * from analytics.fct_sms_message
     where <restriction>) as fct_sms_message`, so the rest of the query reads it unchanged.
     """
-    tree = parse_model(sql, path)
-    for table in list(tree.find_all(exp.Table)):
-        relation = f"{table.db}.{table.name}".lower()
-        if relation not in restrictions:
-            continue
-        inner = sqlglot.parse_one(
-            f"select * from {relation} where {restrictions[relation]}", read=SOURCE_DIALECT
-        )
-        assert isinstance(inner, exp.Select)
-        table.replace(inner.subquery(table.alias_or_name))
-    return tree.sql(dialect=SOURCE_DIALECT)
+    return replace_inputs(sql, path, {
+        relation: f"select * from {relation} where {restriction}"
+        for relation, restriction in restrictions.items()
+    })
+
+
+def _type_of(warehouse: Warehouse, relation: str, column: str) -> str:
+    """The SQL type of a column of a table (for a typed NULL)."""
+    schema, name = relation.split(".", 1)
+    result = warehouse.query(
+        "select data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? and column_name = ?",
+        [schema, name, column],
+    )
+    return str(result.rows[0][0])
 
 
 def _columns(warehouse: Warehouse, relation: str) -> tuple[str, ...]:

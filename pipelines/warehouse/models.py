@@ -54,8 +54,27 @@ _RELATION = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 _UNIQUE_KEY = re.compile(r"^\s*--\s*unique_key\s*:(.*)$", re.MULTILINE)
 _RECOMPUTE_TOGETHER = re.compile(r"^\s*--\s*recompute_together_by\s*:(.*)$", re.MULTILINE)
 _GRAINS = re.compile(r"^grain\((.*)\)$")
+_ADDITIVE = re.compile(r"^\s*--\s*incremental_strategy\s*:(.*)$", re.MULTILINE)
+_ADDITIVE_FORM = re.compile(r"^additive\((.*)\)$")
 _SCOPE = re.compile(r"^\s*--\s*incremental_scope\s*:\s*changed_keys\s*$", re.MULTILINE)
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Additive:
+    """How an additive model's columns combine (`-- incremental_strategy: additive(...)`).
+
+    Every non-key column not named here is a sum (an integer); `count` names the column
+    counting the key's input rows (a key whose count falls to 0 has no row any more);
+    `minimum`/`maximum` name columns that are a min/max over the rows: a key whose removed
+    row may have held that value is recomputed from its input rows; `group` names columns
+    that, besides the key, tell a key's rows apart (a key has one row per group value).
+    """
+
+    count: str
+    minimum: tuple[str, ...] = ()
+    maximum: tuple[str, ...] = ()
+    group: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,11 +88,15 @@ class UniqueKey:
         together_by: rows sharing a value of this column are recomputed together
             (`-- recompute_together_by: supporter_id`), for models where a row depends on
             other rows of the same group (fct_sms_message's replies).
+        additive: the model is a sum over its input rows, maintained by adding the night's
+            new rows and subtracting the old ones (`-- incremental_strategy:
+            additive(count=texts, min=first_send_time, max=last_send_time)`); None otherwise.
     """
 
     column: str = ""
     grains: tuple[tuple[str, str], ...] = ()
     together_by: str = ""
+    additive: Additive | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -265,6 +288,11 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
                 f"The model {path} declares recompute_together_by without a unique_key; add "
                 "`-- unique_key: column` or remove the line."
             )
+        if _ADDITIVE.search(sql):
+            raise ConfigError(
+                f"The model {path} declares incremental_strategy without a unique_key; add "
+                "`-- unique_key: column` (the additive sums are kept per key) or remove it."
+            )
         return None
     usage = (
         f"The model {path} declares unique_key {keys[0]!r}; write one line `-- unique_key: "
@@ -278,7 +306,9 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
     if grains is None:
         if not _COLUMN.match(keys[0]):
             raise ConfigError(usage)
-        return UniqueKey(column=keys[0], together_by=together_by)
+        return UniqueKey(
+            column=keys[0], together_by=together_by, additive=_additive_of(sql, path)
+        )
     pairs: list[tuple[str, str]] = []
     for part in grains.group(1).split(","):
         value, _, column = (p.strip() for p in part.partition("="))
@@ -287,7 +317,33 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
         pairs.append((value, column))
     if not pairs or together_by:
         raise ConfigError(usage)
-    return UniqueKey(grains=tuple(pairs))
+    return UniqueKey(grains=tuple(pairs), additive=_additive_of(sql, path))
+
+
+def _additive_of(sql: str, path: Path) -> Additive | None:
+    """The `-- incremental_strategy: additive(count=c, min=c, max=c, ...)` declaration."""
+    lines = [line.strip().lower() for line in _ADDITIVE.findall(sql)]
+    if not lines:
+        return None
+    usage = (
+        f"The model {path} declares incremental_strategy {lines[0]!r}; write one line "
+        "`-- incremental_strategy: additive(count=column, min=column, max=column, "
+        "group=column)` naming the row-count column once and any min/max and group columns."
+    )
+    form = _ADDITIVE_FORM.match(lines[0])
+    if len(lines) > 1 or form is None:
+        raise ConfigError(usage)
+    named: dict[str, list[str]] = {"count": [], "min": [], "max": [], "group": []}
+    for part in form.group(1).split(","):
+        role, _, column = (p.strip() for p in part.partition("="))
+        if role not in named or not _COLUMN.match(column):
+            raise ConfigError(usage)
+        named[role].append(column)
+    if len(named["count"]) != 1:
+        raise ConfigError(usage)
+    return Additive(
+        named["count"][0], tuple(named["min"]), tuple(named["max"]), tuple(named["group"])
+    )
 
 
 def _read_bytes(path: Path) -> bytes:

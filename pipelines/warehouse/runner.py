@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,6 +57,9 @@ class BuildResult:
     changed_records: int | None = None
     build_id: int = 0
     incremental_tables: tuple[str, ...] = ()
+    #: seconds of the steps around the models: planning, finding the changes, bookkeeping,
+    #: counting rows, committing (to see what a build spends besides models and checks)
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for the terminal or a cron mail."""
@@ -109,6 +112,15 @@ def build_models(
         DataCheckError: a check found offending rows; names them. Nothing changed.
     """
     started = time.perf_counter()
+    steps: dict[str, float] = {}
+    step_started = started
+
+    def step(name: str) -> None:
+        nonlocal step_started
+        now = time.perf_counter()
+        steps[name] = steps.get(name, 0.0) + now - step_started
+        step_started = now
+
     directory = Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR
     models = discover_models(directory)
     checks = discover_checks(directory, models)
@@ -119,6 +131,7 @@ def build_models(
         }
         _require_raw_tables(warehouse)
         plan = plan_build(warehouse, models, checks, full_refresh=full_refresh)
+        step("discover, compile and plan")
         with warehouse.transaction():
             for schema in sorted({m.schema for m in models}):
                 warehouse.execute(f"create schema if not exists {schema}")
@@ -133,6 +146,7 @@ def build_models(
                 high_water = high_water_mark(warehouse)
                 if warehouse.dialect != "duckdb":
                     _drop_previous(warehouse, models)
+            step("find the changes")
             model_seconds: dict[str, float] = {}
             for model in models:
                 model_started = time.perf_counter()
@@ -142,6 +156,7 @@ def build_models(
                     # seeds and views are unchanged (same files): only tables follow the data
                     _build_incrementally(warehouse, incremental, model, compiled[model.name])
                 model_seconds[model.relation] = time.perf_counter() - model_started
+            step("models")
             checks_started = time.perf_counter()
             checks_run, failures = run_checks(
                 warehouse, checks, {m.relation for m in models},
@@ -155,12 +170,16 @@ def build_models(
             tables = incremental.tables if incremental is not None else [
                 TableBuild(m.relation, "full") for m in models if m.kind == "table"
             ]
+            step("checks")
             build_id = _guarded(lambda: record_build(warehouse, plan, high_water, changed, tables))
             if incremental is not None:
                 _guarded(incremental.drop_temporaries)
+            step("bookkeeping")
             row_counts = {
                 m.relation: _count(warehouse, m.relation) for m in models if m.kind == "table"
             }
+            step("row counts")
+        step("commit")
     return BuildResult(
         target=warehouse.label,
         dialect=warehouse.dialect,
@@ -175,6 +194,7 @@ def build_models(
         changed_records=changed,
         build_id=build_id,
         incremental_tables=tuple(t.relation for t in tables if t.mode == "incremental"),
+        step_seconds=steps,
     )
 
 

@@ -1,51 +1,12 @@
--- depends_on: analytics.fct_sms_message
+-- depends_on: intermediate.int_sms_outcome_totals
 -- unique_key: grain(campaign=bulk_sms_id, day=send_date, sender=associated_number)
--- The outcome counts and rates that the campaign, daily and sender-number marts share,
--- computed in one pass with grouping sets: one row per campaign (grain 'campaign'), per
--- send_date (grain 'day') and per associated_number (grain 'sender'). Every count is over
--- messages (outbound, not archived) but inbound and live_texts. A mart keeps its grain's rows
--- with a non-NULL key; the day and sender marts also need live_texts > 0 (a key seen on a
--- non-archived text), the campaign mart keeps campaigns whose texts are all archived.
-with records as (
-    select * from analytics.fct_sms_message
-),
-
-aggregated as (
-    select
-        case
-            when grouping(bulk_sms_id) = 0 then 'campaign'
-            when grouping(send_date) = 0 then 'day'
-            else 'sender'
-        end as grain,
-        bulk_sms_id,
-        send_date,
-        associated_number,
-        -- live_texts = non-archived texts, outbound or inbound
-        count(*) filter (where not archived) as live_texts,
-        -- messages = outbound, not archived texts
-        count(*) filter (where is_message) as messages,
-        -- inbound = non-archived inbound texts
-        count(*) filter (where direction = 'inbound' and not archived) as inbound,
-        count(*) filter (where is_message and status = 'queued') as queued,
-        count(*) filter (where is_message and status = 'sent') as sent,
-        count(*) filter (where is_message and status = 'delivered') as delivered,
-        count(*) filter (where is_message and status = 'undelivered') as undelivered,
-        count(*) filter (where is_message and status = 'failed') as failed,
-        count(*) filter (where is_message and status = 'rejected') as rejected,
-        -- failures = messages in status category 'failed' (failed + undelivered + rejected)
-        count(*) filter (where is_message and status_category = 'failed') as failures,
-        -- segments = billed segments of the messages
-        cast(coalesce(sum(segments) filter (where is_message), 0) as bigint) as segments,
-        -- unique_opens = messages with opens > 0
-        count(*) filter (where is_message and is_opened) as unique_opens,
-        -- total_opens = sum of opens over the messages
-        cast(coalesce(sum(opens) filter (where is_message), 0) as bigint) as total_opens,
-        -- conversions = converted messages
-        count(*) filter (where is_message and converted) as conversions,
-        min(send_time) filter (where is_message) as first_send_time,
-        max(send_time) filter (where is_message) as last_send_time
-    from records
-    group by grouping sets ((bulk_sms_id), (send_date), (associated_number))
+-- The outcome counts and rates that the campaign, daily and sender-number marts share: one
+-- row per campaign (grain 'campaign'), per send_date (grain 'day') and per associated_number
+-- (grain 'sender'), the totals of int_sms_outcome_totals with their rates. A mart keeps its
+-- grain's rows with a non-NULL key; the day and sender marts also need live_texts > 0 (a key
+-- seen on a non-archived text), the campaign mart keeps campaigns whose texts are all archived.
+with aggregated as (
+    select * from intermediate.int_sms_outcome_totals
 ),
 
 final as (
@@ -78,6 +39,10 @@ final as (
         conversions,
         -- conversion_rate = conversions / delivered
         cast(conversions as double) / nullif(delivered, 0) as conversion_rate,
+        replies,
+        funnel_sent,
+        funnel_opened,
+        funnel_converted,
         first_send_time,
         last_send_time
     from aggregated

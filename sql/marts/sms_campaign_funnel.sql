@@ -1,4 +1,4 @@
--- depends_on: analytics.sms_campaign_performance, analytics.fct_sms_message
+-- depends_on: analytics.sms_campaign_performance, intermediate.int_sms_outcome_counts
 -- unique_key: bulk_sms_id
 -- One row per campaign and funnel stage. Each stage is a subset of the one before, so the
 -- counts never grow down the funnel:
@@ -13,26 +13,17 @@ with campaigns as (
     from analytics.sms_campaign_performance
 ),
 
-campaign_messages as (
-    select
-        bulk_sms_id,
-        status,
-        is_opened,
-        converted
-    from analytics.fct_sms_message
-    where is_message and bulk_sms_id is not null
-),
-
 stage_counts as (
+    -- the campaign's counts per stage, kept by int_sms_outcome_counts
     select
         bulk_sms_id,
-        count(*) as messages,
-        count(*) filter (where status in ('sent', 'delivered', 'undelivered', 'failed')) as sent,
-        count(*) filter (where status = 'delivered') as delivered,
-        count(*) filter (where status = 'delivered' and is_opened) as opened,
-        count(*) filter (where status = 'delivered' and is_opened and converted) as converted
-    from campaign_messages
-    group by bulk_sms_id
+        messages,
+        funnel_sent as sent,
+        delivered,
+        funnel_opened as opened,
+        funnel_converted as converted
+    from intermediate.int_sms_outcome_counts
+    where grain = 'campaign' and bulk_sms_id is not null
 ),
 
 stages as (

@@ -1,44 +1,21 @@
--- depends_on: analytics.fct_sms_message, intermediate.int_sms_outcome_counts
+-- depends_on: intermediate.int_sms_outcome_counts, intermediate.int_sms_campaign_details
 -- unique_key: bulk_sms_id
 -- One row per campaign (bulk_sms_id) that has at least one record, even if all its texts are
 -- archived (then messages = 0 and every rate is NULL). The outcome counts and rates come
--- from int_sms_outcome_counts; the campaign's own details are worked out here.
+-- from int_sms_outcome_counts, the campaign's own details from int_sms_campaign_details.
 with outcomes as (
     select * from intermediate.int_sms_outcome_counts
     where grain = 'campaign' and bulk_sms_id is not null
 ),
 
-campaign_records as (
-    select
-        sendsms_id,
-        bulk_sms_id,
-        campaign_description,
-        campaign_scheduled_at,
-        is_message,
-        status,
-        seconds_to_deliver,
-        replies
-    from analytics.fct_sms_message
-    where bulk_sms_id is not null
-),
-
 details as (
     select
         bulk_sms_id,
-        -- the description on the campaign's newest record (highest id) that has one
-        arg_max(campaign_description, sendsms_id) filter (where campaign_description is not null)
-            as campaign_description,
-        max(campaign_scheduled_at) as scheduled_send_time,
-        -- median / p90 of seconds_to_deliver over delivered messages with both times known,
-        -- linear interpolation between order statistics (numpy.percentile's default)
-        quantile_cont(seconds_to_deliver, 0.5) filter (where is_message and status = 'delivered')
-            as median_seconds_to_deliver,
-        quantile_cont(seconds_to_deliver, 0.9) filter (where is_message and status = 'delivered')
-            as p90_seconds_to_deliver,
-        -- replies = inbound texts answering one of the campaign's messages within 72 hours
-        cast(coalesce(sum(replies) filter (where is_message), 0) as bigint) as replies
-    from campaign_records
-    group by bulk_sms_id
+        campaign_description,
+        scheduled_send_time,
+        median_seconds_to_deliver,
+        p90_seconds_to_deliver
+    from intermediate.int_sms_campaign_details
 ),
 
 final as (
@@ -66,7 +43,7 @@ final as (
         outcomes.conversion_rate,
         details.median_seconds_to_deliver,
         details.p90_seconds_to_deliver,
-        details.replies
+        outcomes.replies
     from outcomes
     inner join details on details.bulk_sms_id = outcomes.bulk_sms_id
 )

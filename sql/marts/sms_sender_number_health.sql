@@ -1,38 +1,29 @@
 -- depends_on: analytics.fct_sms_message, intermediate.int_sms_outcome_counts
+-- depends_on: intermediate.int_sms_sender_error_counts
 -- One row per associated_number (the organisation's number) seen on a non-archived text.
 -- Rates are over the number's messages (outbound, not archived); the "recent" columns cover
 -- the 7 days up to the newest send in the whole data set, so a number that carriers have
 -- started to filter stands out even when its lifetime rates still look fine.
--- Lifetime counts and rates come from int_sms_outcome_counts.
+-- Lifetime counts and rates come from int_sms_outcome_counts, the error counts from
+-- int_sms_sender_error_counts; only the recent window reads fct_sms_message.
 with outcomes as (
     select * from intermediate.int_sms_outcome_counts
     where grain = 'sender' and associated_number is not null and live_texts > 0
 ),
 
-messages as (
-    select
-        associated_number,
-        status_category,
-        error_code,
-        send_time
-    from analytics.fct_sms_message
-    where is_message and associated_number is not null
-),
-
 newest as (
-    select max(send_time) as newest_send_time
-    from analytics.fct_sms_message
-    where is_message
+    -- the newest send time of any message (every message has a sender-grain row)
+    select max(last_send_time) as newest_send_time
+    from intermediate.int_sms_outcome_counts
+    where grain = 'sender'
 ),
 
 error_counts as (
     select
         associated_number,
         error_code,
-        count(*) as error_count
-    from messages
-    where status_category = 'failed' and error_code is not null
-    group by associated_number, error_code
+        failures as error_count
+    from intermediate.int_sms_sender_error_counts
 ),
 
 top_errors as (
@@ -47,16 +38,24 @@ top_errors as (
     ) = 1
 ),
 
-recent as (
+recent_messages as (
     -- recent = sent in the 7 days (168 hours) up to the newest send in the data
     select
-        messages.associated_number,
-        count(*) as recent_messages,
-        count(*) filter (where messages.status_category = 'failed') as recent_failures
-    from messages
+        fct_sms_message.associated_number,
+        fct_sms_message.status_category
+    from analytics.fct_sms_message
     cross join newest
-    where messages.send_time > newest.newest_send_time - interval 7 day
-    group by messages.associated_number
+    where fct_sms_message.is_message and fct_sms_message.associated_number is not null
+        and fct_sms_message.send_time > newest.newest_send_time - interval 7 day
+),
+
+recent as (
+    select
+        associated_number,
+        count(*) as recent_messages,
+        count(*) filter (where status_category = 'failed') as recent_failures
+    from recent_messages
+    group by associated_number
 ),
 
 final as (

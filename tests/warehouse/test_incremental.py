@@ -48,21 +48,24 @@ def last_build(database: Path) -> tuple[Any, ...]:
 
 
 def tables_of(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every analytics table's rows, sorted, build-time columns left out."""
+    """Every analytics and intermediate table's rows, sorted, build-time columns left out."""
     found: dict[str, list[tuple[Any, ...]]] = {}
     with duckdb.connect(str(path), read_only=True) as connection:
-        names = [n for (n,) in connection.execute(
-            "select table_name from information_schema.tables where table_schema = 'analytics' "
-            "and table_type = 'BASE TABLE' order by table_name"
-        ).fetchall()]
-        for name in names:
+        names = connection.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('analytics', 'intermediate') "
+            "and table_type = 'BASE TABLE' order by table_schema, table_name"
+        ).fetchall()
+        for schema, name in names:
             columns = [c for (c,) in connection.execute(
                 "select column_name from information_schema.columns where table_schema = "
-                "'analytics' and table_name = ? order by ordinal_position", [name]
+                "? and table_name = ? order by ordinal_position", [schema, name]
             ).fetchall() if c not in BUILD_TIME_COLUMNS]
             listed = ", ".join(f'"{c}"' for c in columns)
-            rows = connection.execute(f"select {listed} from analytics.{name}").fetchall()
-            found[name] = sorted(rows, key=lambda row: tuple((v is None, str(v)) for v in row))
+            rows = connection.execute(f"select {listed} from {schema}.{name}").fetchall()
+            found[f"{schema}.{name}"] = sorted(
+                rows, key=lambda row: tuple((v is None, str(v)) for v in row)
+            )
     return found
 
 
@@ -200,7 +203,10 @@ def test_a_failed_incremental_build_changes_no_mart_bookkeeping_or_published_fil
 @pytest.mark.parametrize(
     "header",
     ["-- unique_key: bulk sms id", "-- unique_key: grain(campaign)",
-     "-- recompute_together_by: supporter_id"],
+     "-- recompute_together_by: supporter_id",
+     "-- incremental_strategy: additive(count=failures)",
+     "-- unique_key: error_code\n-- incremental_strategy: additive(sum=failures)",
+     "-- unique_key: error_code\n-- incremental_strategy: additive(min=first_seen)"],
 )
 def test_a_bad_key_declaration_is_refused_naming_the_file(tmp_path: Path, header: str) -> None:
     sql = tmp_path / "sql"
@@ -209,4 +215,6 @@ def test_a_bad_key_declaration_is_refused_naming_the_file(tmp_path: Path, header
     mart.write_text(header + "\n" + mart.read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"sms_delivery_errors\.sql") as caught:
         discover_models(sql)
-    assert "unique_key" in str(caught.value)
+    # the error names the declaration it refuses
+    declared = header.splitlines()[-1].removeprefix("-- ").split(":")[0]
+    assert declared in str(caught.value)

@@ -68,6 +68,7 @@ def test_incremental_builds_on_postgres_equal_a_full_rebuild(
         result = build_models(postgres_database)
         assert result.mode == "incremental" and (result.changed_records or 0) > 0, night
         assert "analytics.fct_sms_message" in result.incremental_tables
+        assert "intermediate.int_sms_outcome_totals" in result.incremental_tables
         incremental = snapshot(postgres_database)
         assert build_models(postgres_database, full_refresh=True).mode == "full"
         assert_same(incremental, snapshot(postgres_database))
