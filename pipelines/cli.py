@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pipelines.errors import QuorumSmsError
 from pipelines.interrupts import handled, interruption
 from pipelines.private_files import set_owner_only_umask
+from pipelines.process_memory import tune_process_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,8 @@ def print_error(error: BaseException) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
+    # before pyarrow is imported (by the command modules): the Arrow pool is chosen then
+    tune_process_memory()
     # before anything is created: the warehouse and dlt's folder hold personal data
     set_owner_only_umask()
     parser = build_parser()

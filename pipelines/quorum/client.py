@@ -298,20 +298,40 @@ class QuorumClient:
         self.stats.count_request()
         query: list[tuple[str, str | int | float | bool | None]] = [*params, *self._auth.items()]
         try:
-            response = self._http.get(path, params=query)
+            content = self._get_body(path, query, missing_ok)
         except httpx.TimeoutException:
             raise TransientApiError("the request timed out") from None
         except httpx.TransportError as error:
             raise TransientApiError(
                 f"the connection failed ({type(error).__name__})"
             ) from None
-        if missing_ok and response.status_code == 404:
+        if content is None:
             return None
-        self._raise_for_status(response, path)
         try:
-            return decode(response.content)
+            return decode(content)
         except NotJsonError:
             raise TransientApiError("the response body was not valid JSON") from None
+
+    def _get_body(
+        self,
+        path: str,
+        query: list[tuple[str, str | int | float | bool | None]],
+        missing_ok: bool,
+    ) -> bytes | None:
+        """The body of a successful GET, or None on a 404 that `missing_ok` allows.
+
+        An httpx response is in a reference cycle (its stream points back at it), so a body
+        it holds lives until Python's cycle collector runs, long after the page was used: a
+        sync would keep dozens of ~1 MB bodies resident. Read through the stream, the body is
+        only ever held here and freed when the caller is done with it.
+        """
+        with self._http.stream("GET", path, params=query) as response:
+            if missing_ok and response.status_code == 404:
+                return None
+            if response.status_code >= 300:
+                response.read()  # the error's message quotes the body
+                self._raise_for_status(response, path)
+            return b"".join(response.iter_bytes())
 
     def without_key(self, body: bytes) -> bytes | None:
         """A list body with the API key cut out of its `meta` block, or None if unsure.

@@ -207,7 +207,10 @@ def _read_slices(
     on_page: Callable[[PagingStats], None],
     decoder: PageDecoder[Any] | None,
 ) -> Iterator[Any]:
-    pages: queue.Queue[Any] = queue.Queue(maxsize=concurrency)
+    # One page waiting is enough to keep the consumer (normalize + dlt, which holds the GIL
+    # longest) busy; each thread blocked on a full queue holds one more decoded page (~4 MB of
+    # Python objects). A longer queue only kept more pages resident and fragmented the heap.
+    pages: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def put(item: Any) -> bool:
