@@ -28,6 +28,7 @@ from pipelines.ops.notify import post_webhook
 from pipelines.ops.privacy import make_policy
 from pipelines.ops.reconcile import ReconcileResult, apply_deletions, read_live_ids
 from pipelines.private_files import owner_only_umask, restrict
+from pipelines.process_memory import release_free_memory
 from pipelines.quorum import SourceObserver
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.paging import PagingStats
@@ -190,6 +191,9 @@ def run_nightly(
                 raise_if_received()
                 run.step = STEP_NAMES.get(step, getattr(step, "__name__", "a step"))
                 step(run)
+                # what a step freed (pages, a merge's buffers) goes back to the OS before the
+                # next step allocates: the run's peak is one step's, not their sum
+                release_free_memory()
             raise_if_received()
             run.step = "recording the run's end"
             if run.recorder is not None and not run.loaded:

@@ -28,6 +28,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import SyncConfig
 from pipelines.errors import ConfigError, QuorumSmsError, SyncFailed
+from pipelines.process_memory import release_free_memory
 from pipelines.quorum import (
     SourceObserver,
     effective_lag,
@@ -466,6 +467,7 @@ def _sync(
         loaded += _loaded_rows(pipeline, summary)
         if observer.read_to_end:
             break
+        release_free_memory()  # the window's pages and merge buffers, before the next window
         # later windows continue from the cursor the last one saved, by the configured lag
         # only (a --since backfill or a full scan's widening concerns the first window)
         source_settings = copy.copy(config.source)
