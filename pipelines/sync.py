@@ -349,29 +349,36 @@ def last_load_id(pipeline: dlt.Pipeline) -> str | None:
 def drop_superseded_events(pipeline: dlt.Pipeline, since_load_id: str | None = None) -> int:
     """Delete event rows of a record version that was not kept; return how many.
 
-    One load can hold two versions of a record (served twice on one page, or changed while
-    the run paged). dlt keeps the newest `sendsms` row, but merges events per (record, event
-    type), so an older version's `delivered` could survive beside the newer `failed`. Every
-    event row carries its record's `updated`: a row whose `updated` is not the kept one's
-    belongs to a version that was replaced, and goes.
+    dlt merges events on (record, event type), so an event type the kept version of a record
+    does not have survives from an older version: one served earlier in the same load (twice
+    on one page, or changed while the run paged), or loaded by an earlier run (a `delivered`
+    beside tonight's `failed`). Every event row carries its record's `updated`: a row whose
+    `updated` is not the kept record's belongs to a replaced version, and goes.
 
-    Only rows of loads from `since_load_id` on can be superseded (a load replaces every
-    earlier event row of the records it holds), so with it the cost follows the night's
-    rows, not the history. Pass the newest load before this run: that covers a previous run
-    killed between its load and this cleanup. None checks every row.
+    Only records loaded from `since_load_id` on can have such rows, so with it the delete
+    joins tonight's records to the events (a hash join on the few new ids) and its cost
+    follows the night, not the history. Pass the newest load before this run: that covers a
+    previous run killed between its load and this cleanup. None checks every row.
     """
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return 0
         events = client.make_qualified_table_name(settings.EVENTS_TABLE)
         records = client.make_qualified_table_name(settings.SENDSMS_TABLE)
-        scope = "" if since_load_id is None else f"{events}._dlt_load_id >= %s and "
-        try:
-            rows = client.execute_sql(
-                f"delete from {events} where {scope}not exists (select 1 from {records} as r "
-                f"where r.id = {events}.sendsms_id and r.updated = {events}.updated)",
-                *(() if since_load_id is None else (since_load_id,)),
+        if since_load_id is None:
+            query = (
+                f"delete from {events} where not exists (select 1 from {records} as r "
+                f"where r.id = {events}.sendsms_id and r.updated = {events}.updated)"
             )
+            args: tuple[str, ...] = ()
+        else:
+            query = (
+                f"delete from {events} using {records} as r where r._dlt_load_id >= %s "
+                f"and r.id = {events}.sendsms_id and r.updated is distinct from {events}.updated"
+            )
+            args = (since_load_id,)
+        try:
+            rows = client.execute_sql(query, *args)
         except DatabaseUndefinedRelation:
             return 0  # no event has been loaded yet
     return int(rows[0][0]) if rows and rows[0] else 0

@@ -122,12 +122,16 @@ def _sendsms_hints() -> Any:
 
 
 def _events_hints() -> Any:
+    # No merge key beside the primary key: dlt would delete by `pk OR merge key`, which
+    # DuckDB and PostgreSQL can only answer by grouping the whole events table (out of
+    # memory at 10M records). An event type a newer version of a record no longer has is
+    # deleted after the load instead (`pipelines.sync.drop_superseded_events`). The explicit
+    # False clears the merge key that warehouses written by earlier versions have stored.
     return dlt.mark.make_hints(
         table_name=EVENTS_TABLE,
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         primary_key=["sendsms_id", "event_type"],
-        merge_key="sendsms_id",
-        columns={"updated": {"dedup_sort": "desc"}},
+        columns={"updated": {"dedup_sort": "desc"}, "sendsms_id": {"merge_key": False}},
     )
 
 

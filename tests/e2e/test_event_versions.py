@@ -75,3 +75,71 @@ def test_a_record_read_twice_in_one_run_keeps_the_events_of_its_last_read(
         "from quorum_raw.sendsms as r where r.id = e.sendsms_id and r.updated = e.updated)",
     ) == [(0,)]
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_an_event_type_a_newer_version_lacks_is_deleted_by_the_next_load(
+    sync_env, simulator_factory, capsys
+):
+    """Events merge on (record, event type) only: an older load's `delivered` row of a record
+    that comes back without it (its `updated` is then the old one) goes after the load."""
+    import duckdb
+
+    sim = simulator_factory(n_records=1500)
+    assert main(["sync", "--base-url", sim.base_url, "--no-models"]) == 0, capsys.readouterr()
+    victim = in_order_duplicates(sim.world.ground_truth())[0]
+    with duckdb.connect(str(sync_env)) as connection:
+        # a `delivered` of an older version, as an earlier load would have left it
+        connection.execute(
+            "insert into quorum_raw.sendsms_events select * replace ('delivered' as "
+            "event_type, updated - interval 1 hour as updated, '1000000000.0' as _dlt_load_id) "
+            "from quorum_raw.sendsms_events where sendsms_id = ? and event_type = 'failed'",
+            [victim],
+        )
+    stale = (
+        f"select count(*) from quorum_raw.sendsms_events "
+        f"where sendsms_id = {victim} and event_type = 'delivered'"
+    )
+    assert query(sync_env, stale) == [(1,)]
+    sim.world.advance(timedelta(hours=2))
+    sim.world.touch(ids=[victim])
+    assert main(["sync", "--base-url", sim.base_url, "--no-models"]) == 0, capsys.readouterr()
+    assert query(sync_env, stale) == [(0,)]
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_a_warehouse_written_with_the_old_merge_key_loses_it(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    """Warehouses of earlier versions stored `merge_key` on `sendsms_events.sendsms_id`; with
+    it dlt deletes by `primary key OR merge key`, which groups the whole events table."""
+    import dlt
+
+    import pipelines.quorum as source_module
+    from pipelines.config import load_sync_config
+    from pipelines.sync import make_pipeline
+
+    def old_hints() -> Any:
+        return dlt.mark.make_hints(
+            table_name="sendsms_events",
+            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+            primary_key=["sendsms_id", "event_type"],
+            merge_key="sendsms_id",
+            columns={"updated": {"dedup_sort": "desc"}},
+        )
+
+    def merge_key_stored() -> bool:
+        pipeline = make_pipeline(load_sync_config(base_url=sim.base_url))
+        pipeline.sync_destination()
+        column = pipeline.default_schema.tables["sendsms_events"]["columns"]["sendsms_id"]
+        return bool(column.get("merge_key"))
+
+    sim = simulator_factory(n_records=1500)
+    with monkeypatch.context() as patched:
+        patched.setattr(source_module, "_events_hints", old_hints)
+        assert main(["sync", "--base-url", sim.base_url, "--no-models"]) == 0
+    assert merge_key_stored(), "the old hints did not store a merge key"
+    sim.world.advance(timedelta(hours=2))
+    sim.world.touch(fraction=0.05)
+    assert main(["sync", "--base-url", sim.base_url, "--no-models"]) == 0, capsys.readouterr()
+    assert not merge_key_stored()
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
