@@ -23,10 +23,11 @@ Preparing the warehouses:
   the DuckDB warehouse instead, exactly as dlt would have written it: the raw schema's tables
   are created by dlt itself from the stored schema (`sync_schema`, the migration a first load
   runs), then every raw table's rows and dlt's `_dlt_loads` and `_dlt_pipeline_state` are
-  copied (COPY), so the nightly restores dlt's state and cursor from PostgreSQL (its working
-  folder is new) and must read only what changed; the run history is copied too, then the
-  marts are built. `auto` (the default) syncs unless a rate measured at a smaller size in the
-  same run projects more than `--pg-sync-limit-min` minutes (or no rate is known above 1M).
+  copied (COPY, in a child process), so the nightly restores dlt's state and cursor from
+  PostgreSQL (its working folder is new) and must read only what changed; the sync run
+  history is copied too (not the DuckDB model-build bookkeeping), then the marts are built.
+  `auto` (the default) syncs unless a rate measured at a smaller size in the same run
+  projects more than `--pg-sync-limit-min` minutes (or no rate is known above 1M).
 
 PostgreSQL runs in a throwaway cluster started like the tests' (`tests/postgres.py`).
 """
@@ -37,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,8 +69,10 @@ from pipelines.quorum.settings import PIPELINE_NAME, RAW_DATASET
 ENGINES = ("duckdb", "postgres")
 #: Sized for the bench machine (2 cores, 24 GiB), as in models_bench.py
 DEFAULT_PG_SETTINGS = ("shared_buffers=2GB", "work_mem=512MB", "max_parallel_workers_per_gather=2")
-#: Schemas outside dlt's raw dataset that a sync writes (the run history)
+#: The run history a sync writes outside dlt's raw dataset; the model-build bookkeeping beside
+#: it is DuckDB's own and is rebuilt by the PostgreSQL model build
 OPS_SCHEMA = "quorum_ops"
+OPS_TABLES = ("sync_runs",)
 #: DuckDB type names whose PostgreSQL name differs (for the run history, which dlt does not own)
 PG_TYPES = {
     "JSON": "jsonb", "TIMESTAMP WITH TIME ZONE": "timestamptz", "VARCHAR": "text",
@@ -77,6 +81,8 @@ PG_TYPES = {
 }  # fmt: skip
 #: A nightly reading more than this share of the world did not continue from the cursor
 FULL_READ_SHARE = 0.05
+#: How the copying child gets the PostgreSQL credentials
+COPY_CREDENTIALS = "NIGHTLY_BENCH_PG_CREDENTIALS"
 
 
 @dataclass
@@ -95,6 +101,7 @@ class Nightly:
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
     tree_pss_mb: float = 0.0
+    tree_rss_mb: float = 0.0
     server_peak_pss_mb: float | None = None
     cpu_s: float = 0.0
     exit_code: int = 0
@@ -213,6 +220,8 @@ def copy_warehouse(duck: Path, credentials: str, scratch: Path) -> dict[str, int
                         source, cursor, RAW_DATASET, table, columns, scratch
                     )
             for table, described in _duck_tables(source, OPS_SCHEMA).items():
+                if table not in OPS_TABLES:
+                    continue
                 ddl = ", ".join(f'"{n}" {PG_TYPES.get(t, t)}' for n, t in described)
                 cursor.execute(f"create schema if not exists {OPS_SCHEMA}")
                 cursor.execute(f"create table {OPS_SCHEMA}.{table} ({ddl})")
@@ -250,6 +259,25 @@ def _duck_tables(
     return tables
 
 
+def copy_in_child(duck: Path, credentials: str, scratch: Path) -> dict[str, int]:
+    """`copy_warehouse` in a child process, so this process stays small.
+
+    Linux starts a child's `ru_maxrss` at its parent's high-water mark (kept across fork and
+    exec), so a parent grown by a 10M-row copy would pass its peak to every later nightly.
+    The credentials travel in the environment, never on a command line.
+    """
+    done = subprocess.run(
+        [sys.executable, __file__, "_copy", str(duck), str(scratch)],
+        env={**os.environ, COPY_CREDENTIALS: credentials},
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        (scratch.parent / "copy.log").write_text(done.stderr)
+        raise SystemExit(f"copying the warehouse failed; see {scratch.parent / 'copy.log'}")
+    copied: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return copied
+
+
 # -- running quorum-sms ----------------------------------------------------------------------
 
 
@@ -262,6 +290,7 @@ class Child:
     peak_rss_mb: float
     cpu_s: float
     tree_pss_mb: float
+    tree_rss_mb: float
     out: str
     server_peak_pss_mb: float | None = None
 
@@ -282,7 +311,8 @@ def quorum_sms(
     finally:
         if server is not None:
             server.stop()
-    return Child(code, wall, rss, cpu, tree.peak_pss_mb, out,
+    (log.with_suffix(".out")).write_text(out)  # the run's summary, beside its log
+    return Child(code, wall, rss, cpu, tree.peak_pss_mb, tree.peak_rss_mb, out,
                  server.peak_pss_mb if server is not None else None)  # fmt: skip
 
 
@@ -371,6 +401,7 @@ def run_size(
             night.wall_s, night.cpu_s = child.wall_s, child.cpu_s
             night.peak_rss_mb = child.peak_rss_mb
             night.tree_pss_mb = child.tree_pss_mb
+            night.tree_rss_mb = child.tree_rss_mb
             night.server_peak_pss_mb = child.server_peak_pss_mb
             night.exit_code = child.code
             if child.code != 0:
@@ -431,7 +462,7 @@ def prepare_postgres(
     else:
         assert duck is not None
         scratch = Path(tempfile.mkdtemp(prefix="copy-", dir=workdir))
-        copied = copy_warehouse(duck, credentials, scratch)
+        copied = copy_in_child(duck, credentials, scratch)
         shutil.rmtree(scratch, ignore_errors=True)
         night.extra["copied_rows"] = copied
         night.prepare = "copy of the DuckDB warehouse (dlt-created tables, dlt state), then models"
@@ -467,12 +498,14 @@ def print_table(results: list[Nightly]) -> None:
     """One aligned table of the nightly runs."""
     smallest = min((r.records for r in results), default=0)
     cols = ("engine", "warehouse", "on disk GB", "records read", "wall s", "peak RSS MB",
-            "tree PSS MB", "server PSS MB", f"vs {_size(smallest)}", "first sync rec/s",
+            "tree RSS MB",
+        "tree PSS MB", "server PSS MB", f"vs {_size(smallest)}", "first sync rec/s",
             "prepared by", "note")  # fmt: skip
     rows = [
         (
             r.engine, _size(r.records), f"{r.warehouse_bytes / 1e9:.2f}",
             f"{r.records_fetched:,}", f"{r.wall_s:.1f}", f"{r.peak_rss_mb:.0f}",
+            f"{r.tree_rss_mb:.0f}",
             f"{r.tree_pss_mb:.0f}",
             "" if r.server_peak_pss_mb is None else f"{r.server_peak_pss_mb:.0f}",
             "" if r.ratio_to_smallest is None else f"{r.ratio_to_smallest:.2f}x",
@@ -547,6 +580,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     """Run every size; print the table and write the JSON."""
+    if argv and argv[0] == "_copy":
+        copied = copy_warehouse(Path(argv[1]), os.environ[COPY_CREDENTIALS], Path(argv[2]))
+        print(json.dumps(copied))
+        return 0
     args = parse_args(argv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
