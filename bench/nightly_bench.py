@@ -355,6 +355,24 @@ def prepare_duckdb(sim: Simulator, workdir: Path, memory_limit: str | None) -> t
     return database, child
 
 
+def _cached_duckdb(args: argparse.Namespace, records: int) -> Path | None:
+    """benchmark.py's cached full warehouse of this world (`--warehouse-cache`), if any."""
+    if args.warehouse_cache is None:
+        return None
+    found = args.warehouse_cache / f"records-{records}-seed-{args.seed}" / "ours-full.duckdb"
+    return found if found.exists() else None
+
+
+def _restore_duckdb(cached: Path, workdir: Path) -> Path:
+    """Copy a cached warehouse and dlt's folder beside it (the nightly changes both)."""
+    database = workdir / cached.name
+    shutil.copy2(cached, database)
+    folder = cached.with_name(cached.name + ".dlt")
+    if folder.is_dir():
+        shutil.copytree(folder, database.with_name(database.name + ".dlt"))
+    return database
+
+
 def run_size(
     records: int,
     args: argparse.Namespace,
@@ -371,16 +389,24 @@ def run_size(
         duck: Path | None = None
         duck_child: Child | None = None
         needs_duck = "duckdb" in args.engines or _pg_mode(args, records, rates) == "copy"
-        if needs_duck:
+        cached = _cached_duckdb(args, records)
+        if needs_duck and cached is not None:
+            duck = _restore_duckdb(cached, workdir)
+            print(f"  duckdb: copied from {cached.parent}", flush=True)
+        elif needs_duck:
             duck, duck_child = prepare_duckdb(sim, workdir, args.prepare_memory_limit)
             print(f"  duckdb: prepared by a full sync in {duck_child.wall_s:.1f} s", flush=True)
         targets: list[tuple[Nightly, list[str], dict[str, str], int | None]] = []
         if "duckdb" in args.engines:
-            assert duck is not None and duck_child is not None
-            night = Nightly("duckdb", records, prepare="full sync (models, publish)",
-                            prepare_s=duck_child.wall_s, first_sync_s=duck_child.wall_s,
-                            first_sync_records_per_s=records / duck_child.wall_s)  # fmt: skip
-            if args.prepare_memory_limit:
+            assert duck is not None
+            if duck_child is None:
+                night = Nightly("duckdb", records, prepare="full warehouse of benchmark.py's "
+                                "--warehouse-cache (models built), copied")  # fmt: skip
+            else:
+                night = Nightly("duckdb", records, prepare="full sync (models, publish)",
+                                prepare_s=duck_child.wall_s, first_sync_s=duck_child.wall_s,
+                                first_sync_records_per_s=records / duck_child.wall_s)  # fmt: skip
+            if args.prepare_memory_limit and duck_child is not None:
                 night.prepare += f", QUORUM_DUCKDB_MEMORY_LIMIT={args.prepare_memory_limit}"
             night.warehouse_bytes = _dir_bytes(duck)
             targets.append((night, ["--database", str(duck)], child_env(), None))
@@ -562,6 +588,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--prepare-memory-limit",
         help="QUORUM_DUCKDB_MEMORY_LIMIT of the DuckDB preparation sync only",
+    )
+    parser.add_argument(
+        "--warehouse-cache",
+        type=Path,
+        help="benchmark.py's --warehouse-cache folder: a full DuckDB warehouse of the same world "
+        "found there is copied instead of syncing one (a 10M sync takes many minutes)",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep warehouses and logs")
