@@ -12,7 +12,9 @@ to set or back (compared with the ids deleted at the last build,
 
 * the root model (it reads only staging views; its key must be `sendsms_id`) recomputes the
   changed records and, with `recompute_together_by: supporter_id`, every record of their
-  supporters, old and new (a reply depends on the supporter's whole time line);
+  supporters, old and new (a reply depends on the supporter's whole time line); with
+  `together_reads`/`together_writes` the supporters' other records are fed from the model's
+  own narrow columns instead of raw, and only those whose reply columns move are rewritten;
 * any other model with a `unique_key` recomputes the key values found in the changed rows
   (old and new versions) of the models it reads;
 * a model with `incremental_strategy: additive(...)` reading one changed table model keeps

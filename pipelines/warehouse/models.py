@@ -300,6 +300,11 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
                 f"The model {path} declares recompute_together_by without a unique_key; add "
                 "`-- unique_key: column` or remove the line."
             )
+        if _TOGETHER_READS.search(sql) or _TOGETHER_WRITES.search(sql):
+            raise ConfigError(
+                f"The model {path} declares together_reads/together_writes without a "
+                "unique_key and recompute_together_by; add both or remove the lines."
+            )
         if _ADDITIVE.search(sql):
             raise ConfigError(
                 f"The model {path} declares incremental_strategy without a unique_key; add "
