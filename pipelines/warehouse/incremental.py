@@ -428,10 +428,25 @@ class IncrementalBuild:
             return None
         carrier = carriers[0]
         changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
+        # the changed records' input rows, read once (the scattered, costly read of the raw
+        # history), with only the columns the model names
+        rows: dict[str, str] = {}
+        for relation in inputs:
+            columns = _columns(self.warehouse, relation)
+            if ROOT_KEY not in columns:
+                continue
+            named = referenced_columns(model.sql, model.path, relation)
+            kept = [c for c in columns if named is None or c in named or c in carried]
+            rows[relation] = f"incr_rows_{model.name}_{relation.split('.', 1)[1]}"
+            self._temporary(
+                rows[relation], f"select {', '.join(kept)} from {relation} where {changed}"
+            )
         groups, others = f"incr_groups_{model.name}", f"incr_others_{model.name}"
-        sources = [target] + [r for r in inputs if group in _columns(self.warehouse, r)]
         self._temporary(groups, " union ".join(
-            f"select {group} from {r} where {changed} and {group} is not null" for r in sources
+            [f"select {group} from {target} where {changed} and {group} is not null"] + [
+                f"select {group} from {table} where {group} is not null"
+                for relation, table in rows.items() if group in _columns(self.warehouse, relation)
+            ]
         ))
         self._temporary(
             others,
@@ -441,12 +456,9 @@ class IncrementalBuild:
         # the other rows as the carrier's rows: the model's own values of the carried
         # columns, NULL for the rest (typed by the union's first branch)
         fed = ", ".join(
-            c if c in carried else f"null as {c}" for c in _columns(self.warehouse, carrier)
+            c if c in carried else f"null as {c}" for c in _columns(self.warehouse, rows[carrier])
         )
-        queries = {
-            relation: f"select * from {relation} where {changed}"
-            for relation in inputs if ROOT_KEY in _columns(self.warehouse, relation)
-        }
+        queries = {relation: f"select * from {table}" for relation, table in rows.items()}
         queries[carrier] = (
             f"select * from ({queries[carrier]} union all select {fed} from {target} "
             f"where {ROOT_KEY} in (select {ROOT_KEY} from {others})) as incr_carried"
@@ -621,6 +633,25 @@ def replace_inputs(sql: str, path: Path, queries: dict[str, str]) -> str:
         assert isinstance(inner, exp.Select)
         table.replace(inner.subquery(table.alias_or_name))
     return tree.sql(dialect=SOURCE_DIALECT)
+
+
+def referenced_columns(sql: str, path: Path, relation: str) -> set[str] | None:
+    """The column names the model's query names anywhere; None when it reads `relation` by `*`.
+
+    A superset of the columns it reads from `relation` (names are matched, not resolved),
+    enough to read no column of it that the query cannot use.
+    """
+    tree = parse_model(sql, path)
+    for table in tree.find_all(exp.Table):
+        if f"{table.db}.{table.name}".lower() != relation:
+            continue
+        select = table.find_ancestor(exp.Select)
+        if select is None or any(
+            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+            for e in select.expressions
+        ):
+            return None
+    return {column.name.lower() for column in tree.find_all(exp.Column)}
 
 
 def restrict_inputs(sql: str, path: Path, restrictions: dict[str, str]) -> str:
