@@ -12,7 +12,9 @@ to set or back (compared with the ids deleted at the last build,
 
 * the root model (it reads only staging views; its key must be `sendsms_id`) recomputes the
   changed records and, with `recompute_together_by: supporter_id`, every record of their
-  supporters, old and new (a reply depends on the supporter's whole time line);
+  supporters, old and new (a reply depends on the supporter's whole time line); with
+  `together_reads`/`together_writes` the supporters' other records are fed from the model's
+  own narrow columns instead of raw, and only those whose reply columns move are rewritten;
 * any other model with a `unique_key` recomputes the key values found in the changed rows
   (old and new versions) of the models it reads;
 * a model with `incremental_strategy: additive(...)` reading one changed table model keeps
@@ -282,6 +284,11 @@ class IncrementalBuild:
             self._maintain_additive(model, key, key_tables, tables[0], inputs)
             self.tables.append(TableBuild(model.relation, "incremental", key_tables))
             return True
+        if not tables and key.together_reads and key.column == ROOT_KEY:
+            narrow = self._recompute_together(model, key, inputs)
+            if narrow is not None:
+                self.tables.append(TableBuild(model.relation, "incremental", narrow))
+                return True
         if tables:
             key_tables = self._keys_from_inputs(model, key, tables)
         else:
@@ -398,6 +405,98 @@ class IncrementalBuild:
             self._delta_name(target), f"select * from {added} union all select * from {removed}"
         )
         self.with_changes.add(target)
+
+    # -- group columns from the model's own rows -------------------------------------------
+
+    def _recompute_together(
+        self, model: Model, key: UniqueKey, inputs: list[str]
+    ) -> dict[str, str] | None:
+        """Recompute the changed records; refresh only the group columns of their groups.
+
+        The changed records are computed from their input rows. The other rows of their
+        groups (a supporter's unchanged records) are fed to the same query from the model's
+        own `together_reads` columns (narrow, instead of every input column of the history),
+        and only their `together_writes` columns are taken from the result; rows whose
+        group columns did not change are left alone. None when no input carries the key,
+        the group and every `together_reads` column (then the whole group is recomputed).
+        """
+        target, group = model.relation, key.together_by
+        carried = [ROOT_KEY, group, *key.together_reads]
+        carriers = [r for r in inputs if set(carried) <= set(_columns(self.warehouse, r))]
+        own = _columns(self.warehouse, target)
+        if len(carriers) != 1 or not set(carried + list(key.together_writes)) <= set(own):
+            return None
+        carrier = carriers[0]
+        changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
+        # the changed records' input rows, read once (the scattered, costly read of the raw
+        # history), with only the columns the model names
+        rows: dict[str, str] = {}
+        for relation in inputs:
+            columns = _columns(self.warehouse, relation)
+            if ROOT_KEY not in columns:
+                continue
+            named = referenced_columns(model.sql, model.path, relation)
+            kept = [c for c in columns if named is None or c in named or c in carried]
+            rows[relation] = f"incr_rows_{model.name}_{relation.split('.', 1)[1]}"
+            self._temporary(
+                rows[relation], f"select {', '.join(kept)} from {relation} where {changed}"
+            )
+        groups, others = f"incr_groups_{model.name}", f"incr_others_{model.name}"
+        self._temporary(groups, " union ".join(
+            [f"select {group} from {target} where {changed} and {group} is not null"] + [
+                f"select {group} from {table} where {group} is not null"
+                for relation, table in rows.items() if group in _columns(self.warehouse, relation)
+            ]
+        ))
+        self._temporary(
+            others,
+            f"select {ROOT_KEY} from {target} where {group} in (select {group} from {groups}) "
+            f"and not {changed}",
+        )
+        # the other rows as the carrier's rows: the model's own values of the carried
+        # columns, NULL for the rest (typed by the union's first branch)
+        fed = ", ".join(
+            c if c in carried else f"null as {c}" for c in _columns(self.warehouse, rows[carrier])
+        )
+        queries = {relation: f"select * from {table}" for relation, table in rows.items()}
+        queries[carrier] = (
+            f"select * from ({queries[carrier]} union all select {fed} from {target} "
+            f"where {ROOT_KEY} in (select {ROOT_KEY} from {others})) as incr_carried"
+        )
+        computed = f"incr_computed_{model.name}"
+        replaced = replace_inputs(model.sql, model.path, queries)
+        self._temporary(computed, compile_sql(replaced, self.warehouse.dialect, model.path))
+
+        moved = f"incr_moved_{model.name}"
+        differs = " or ".join(
+            f"c.{w} is distinct from t.{w}" for w in key.together_writes
+        )
+        self._temporary(
+            moved,
+            f"select c.{ROOT_KEY} from {computed} as c inner join {target} as t "
+            f"on t.{ROOT_KEY} = c.{ROOT_KEY} "
+            f"where c.{ROOT_KEY} in (select {ROOT_KEY} from {others}) and ({differs})",
+        )
+        keys = f"incr_keys_{model.name}_{ROOT_KEY}"
+        self._temporary(
+            keys, f"select {ROOT_KEY} from incr_changed union select {ROOT_KEY} from {moved}"
+        )
+        chosen = _member(ROOT_KEY, keys, with_null=False)
+        self.recomputed[target] = chosen
+        old = f"incr_old_{model.name}"
+        self._temporary(old, f"select * from {target} where {chosen}")
+        self.warehouse.execute(f"delete from {target} where {chosen}")
+        listed = ", ".join(own)
+        refreshed = ", ".join(
+            f"c.{column}" if column in key.together_writes else f"o.{column}" for column in own
+        )
+        self.warehouse.execute(
+            f"insert into {target} ({listed}) select {listed} from {computed} where {changed} "
+            f"union all select {refreshed} from {old} as o inner join {computed} as c "
+            f"on c.{ROOT_KEY} = o.{ROOT_KEY} where o.{ROOT_KEY} in (select {ROOT_KEY} from {moved})"
+        )
+        self._record_delta(model, chosen, old)
+        return {ROOT_KEY: keys}
 
     # -- additive maintenance ---------------------------------------------------------------
 
@@ -534,6 +633,25 @@ def replace_inputs(sql: str, path: Path, queries: dict[str, str]) -> str:
         assert isinstance(inner, exp.Select)
         table.replace(inner.subquery(table.alias_or_name))
     return tree.sql(dialect=SOURCE_DIALECT)
+
+
+def referenced_columns(sql: str, path: Path, relation: str) -> set[str] | None:
+    """The column names the model's query names anywhere; None when it reads `relation` by `*`.
+
+    A superset of the columns it reads from `relation` (names are matched, not resolved),
+    enough to read no column of it that the query cannot use.
+    """
+    tree = parse_model(sql, path)
+    for table in tree.find_all(exp.Table):
+        if f"{table.db}.{table.name}".lower() != relation:
+            continue
+        select = table.find_ancestor(exp.Select)
+        if select is None or any(
+            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+            for e in select.expressions
+        ):
+            return None
+    return {column.name.lower() for column in tree.find_all(exp.Column)}
 
 
 def restrict_inputs(sql: str, path: Path, restrictions: dict[str, str]) -> str:

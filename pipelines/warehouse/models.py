@@ -53,6 +53,8 @@ _HINT = re.compile(r"^\s*--\s*hint\s*:(.*)$", re.MULTILINE)
 _RELATION = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 _UNIQUE_KEY = re.compile(r"^\s*--\s*unique_key\s*:(.*)$", re.MULTILINE)
 _RECOMPUTE_TOGETHER = re.compile(r"^\s*--\s*recompute_together_by\s*:(.*)$", re.MULTILINE)
+_TOGETHER_READS = re.compile(r"^\s*--\s*together_reads\s*:(.*)$", re.MULTILINE)
+_TOGETHER_WRITES = re.compile(r"^\s*--\s*together_writes\s*:(.*)$", re.MULTILINE)
 _GRAINS = re.compile(r"^grain\((.*)\)$")
 _ADDITIVE = re.compile(r"^\s*--\s*incremental_strategy\s*:(.*)$", re.MULTILINE)
 _ADDITIVE_FORM = re.compile(r"^additive\((.*)\)$")
@@ -88,6 +90,14 @@ class UniqueKey:
         together_by: rows sharing a value of this column are recomputed together
             (`-- recompute_together_by: supporter_id`), for models where a row depends on
             other rows of the same group (fct_sms_message's replies).
+        together_reads: the model's own columns through which a row depends on the other
+            rows of its group (`-- together_reads: direction, archived, send_time`): fed back
+            as the same-named input columns (with the key and group columns, every other
+            input column NULL and no rows of the other inputs), they give the same
+            `together_writes` values. Empty: the whole group is recomputed from its inputs.
+        together_writes: the columns that depend on the other rows of the group
+            (`-- together_writes: reply_to_sendsms_id, replies`); every other column of a row
+            depends on its own input rows only.
         additive: the model is a sum over its input rows, maintained by adding the night's
             new rows and subtracting the old ones (`-- incremental_strategy:
             additive(count=texts, min=first_send_time, max=last_send_time)`); None otherwise.
@@ -96,6 +106,8 @@ class UniqueKey:
     column: str = ""
     grains: tuple[tuple[str, str], ...] = ()
     together_by: str = ""
+    together_reads: tuple[str, ...] = ()
+    together_writes: tuple[str, ...] = ()
     additive: Additive | None = None
 
     @property
@@ -288,6 +300,11 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
                 f"The model {path} declares recompute_together_by without a unique_key; add "
                 "`-- unique_key: column` or remove the line."
             )
+        if _TOGETHER_READS.search(sql) or _TOGETHER_WRITES.search(sql):
+            raise ConfigError(
+                f"The model {path} declares together_reads/together_writes without a "
+                "unique_key and recompute_together_by; add both or remove the lines."
+            )
         if _ADDITIVE.search(sql):
             raise ConfigError(
                 f"The model {path} declares incremental_strategy without a unique_key; add "
@@ -306,8 +323,10 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
     if grains is None:
         if not _COLUMN.match(keys[0]):
             raise ConfigError(usage)
+        reads, writes = _together_columns_of(sql, path, together_by)
         return UniqueKey(
-            column=keys[0], together_by=together_by, additive=_additive_of(sql, path)
+            column=keys[0], together_by=together_by, together_reads=reads,
+            together_writes=writes, additive=_additive_of(sql, path),
         )
     pairs: list[tuple[str, str]] = []
     for part in grains.group(1).split(","):
@@ -315,9 +334,32 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
         if not _COLUMN.match(value) or not _COLUMN.match(column):
             raise ConfigError(usage)
         pairs.append((value, column))
-    if not pairs or together_by:
+    if not pairs or together_by or _TOGETHER_READS.search(sql) or _TOGETHER_WRITES.search(sql):
         raise ConfigError(usage)
     return UniqueKey(grains=tuple(pairs), additive=_additive_of(sql, path))
+
+
+def _together_columns_of(
+    sql: str, path: Path, together_by: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The `-- together_reads:` and `-- together_writes:` column lists (both or neither)."""
+    reads = [line.strip().lower() for line in _TOGETHER_READS.findall(sql)]
+    writes = [line.strip().lower() for line in _TOGETHER_WRITES.findall(sql)]
+    if not reads and not writes:
+        return (), ()
+    usage = (
+        f"The model {path} declares together_reads/together_writes wrongly; write, under "
+        "`-- recompute_together_by: column`, one line `-- together_reads: column, ...` (the "
+        "columns a row reads from the other rows of its group) and one line "
+        "`-- together_writes: column, ...` (the columns that depend on them), or neither."
+    )
+    if not together_by or len(reads) != 1 or len(writes) != 1:
+        raise ConfigError(usage)
+    read_columns = tuple(c.strip() for c in reads[0].split(","))
+    write_columns = tuple(c.strip() for c in writes[0].split(","))
+    if not all(_COLUMN.match(c) for c in read_columns + write_columns):
+        raise ConfigError(usage)
+    return read_columns, write_columns
 
 
 def _additive_of(sql: str, path: Path) -> Additive | None:

@@ -1,6 +1,8 @@
 -- depends_on: staging.stg_quorum__sendsms, staging.stg_quorum__sendsms_events
 -- unique_key: sendsms_id
 -- recompute_together_by: supporter_id
+-- together_reads: direction, archived, send_time
+-- together_writes: reply_to_sendsms_id, replies
 -- One row per SendSMS record (outbound and inbound, archived or not; deleted ones are gone
 -- in staging). current_status decides the status; the events only give the times.
 with records as (

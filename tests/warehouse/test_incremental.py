@@ -206,7 +206,11 @@ def test_a_failed_incremental_build_changes_no_mart_bookkeeping_or_published_fil
      "-- recompute_together_by: supporter_id",
      "-- incremental_strategy: additive(count=failures)",
      "-- unique_key: error_code\n-- incremental_strategy: additive(sum=failures)",
-     "-- unique_key: error_code\n-- incremental_strategy: additive(min=first_seen)"],
+     "-- unique_key: error_code\n-- incremental_strategy: additive(min=first_seen)",
+     "-- together_writes: replies",
+     "-- unique_key: error_code\n-- together_reads: failures\n-- together_writes: failures",
+     "-- unique_key: error_code\n-- recompute_together_by: error_code\n"
+     "-- together_reads: failures"],
 )
 def test_a_bad_key_declaration_is_refused_naming_the_file(tmp_path: Path, header: str) -> None:
     sql = tmp_path / "sql"
