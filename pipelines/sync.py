@@ -475,9 +475,12 @@ def _sync(
         if observer.read_to_end:
             break
         release_free_memory()  # the window's pages and merge buffers, before the next window
-        # later windows continue from the cursor the last one saved, by the configured lag
-        # only (a --since backfill or a full scan's widening concerns the first window)
+        # Later windows continue from the cursor the last one saved, without a lag: the lag
+        # is for records committed late with an older `updated`, which the next run's lag
+        # reads; a window's bound is exact, so re-reading an hour per window (5 % of a 10M
+        # first sync) would buy nothing. A --since backfill concerns the first window only.
         source_settings = copy.copy(config.source)
+        source_settings.lag_seconds = 0
     summary.requests, summary.retries = requests, retries
     summary.read_from = read_from.isoformat() if read_from else None
     summary.cursor_after = saved_cursor(pipeline)
