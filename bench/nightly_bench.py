@@ -365,7 +365,9 @@ def _cached_duckdb(args: argparse.Namespace, records: int) -> Path | None:
 
 def _restore_duckdb(cached: Path, workdir: Path) -> Path:
     """Copy a cached warehouse and dlt's folder beside it (the nightly changes both)."""
-    database = workdir / cached.name
+    folder_for_size = workdir / f"cached-{cached.parent.name}"
+    folder_for_size.mkdir()
+    database = folder_for_size / cached.name
     shutil.copy2(cached, database)
     folder = cached.with_name(cached.name + ".dlt")
     if folder.is_dir():
