@@ -533,6 +533,13 @@ def _ref_run(reference: dict[str, Any] | None, scenario_start: str) -> dict[str,
     return None
 
 
+def _verdict(run: Run, met: bool) -> str:
+    """"met" / "not met", or that the run failed (its figures then prove nothing)."""
+    if run.exit_code:
+        return f"FAILED (exit {run.exit_code}): see the scenario's log"
+    return "met" if met else "not met"
+
+
 def targets(runs: list[Run], records: int, reference: dict[str, Any] | None) -> list[Target]:
     """Every figure of the issue with its target and whether this run met it."""
     out: list[Target] = []
@@ -553,7 +560,7 @@ def targets(runs: list[Run], records: int, reference: dict[str, Any] | None) -> 
         out.append(Target(
             f"full-sync records/s, {size} vs {ref_size}",
             f"{full.records_per_s:,.0f} vs {ref_full['records_per_s']:,.0f} ({change:+.0%})",
-            "within 10 %", "met" if abs(change) <= 0.10 else "not met"))  # fmt: skip
+            "within 10 %", _verdict(full, abs(change) <= 0.10)))  # fmt: skip
     else:
         out.append(Target("full-sync records/s vs 1M", f"{full.records_per_s:,.0f}/s"
                           if full else "no full sync this run", "within 10 %",
@@ -573,15 +580,14 @@ def targets(runs: list[Run], records: int, reference: dict[str, Any] | None) -> 
             f"peak memory, {what}, {size} (models, publish)",
             f"tree PSS {run.tree_pss_mb:.0f} MB, main RSS {run.peak_rss_mb:.0f} MB, "
             f"tree RSS {run.tree_rss_mb:.0f} MB",
-            "<= 300 MB", "met" if worst <= 300 else "not met"))  # fmt: skip
+            "<= 300 MB", _verdict(run, worst <= 300)))  # fmt: skip
     nightly = _find(runs, "nightly")
     ref_nightly = _ref_run(reference, "nightly")
     if nightly is not None and ref_nightly is not None and ref_nightly["wall_s"]:
         factor = nightly.wall_s / ref_nightly["wall_s"]
         out.append(Target(f"nightly end to end, {size} vs {ref_size}",
                           f"{nightly.wall_s:.1f} s vs {ref_nightly['wall_s']:.1f} s "
-                          f"({factor:.2f}x)", "<= 2x",
-                          "met" if factor <= 2 else "not met"))  # fmt: skip
+                          f"({factor:.2f}x)", "<= 2x", _verdict(nightly, factor <= 2)))  # fmt: skip
     elif nightly is not None:
         out.append(Target(f"nightly end to end, {size}", f"{nightly.wall_s:.1f} s",
                           "<= 2x the 1M figure", "compare with --reference"))  # fmt: skip
