@@ -766,7 +766,8 @@ def main(argv: Sequence[str]) -> int:
 
         cache = _cache_dir(args)
         full: Run | None = None
-        if cache is not None and (cache / "ours-full.duckdb").exists():
+        restored = cache is not None and (cache / "ours-full.duckdb").exists()
+        if cache is not None and restored:
             _restore(cache, workdir)
             print(f"full warehouse copied from {cache} (no full sync this run)", flush=True)
         else:
@@ -801,6 +802,10 @@ def main(argv: Sequence[str]) -> int:
             _prepare_models(warehouse, workdir, settings)
             if cache is not None:
                 _save(workdir, cache)
+        elif restored:
+            # a published file is updated in place only where it was written: publish the
+            # copy once, so the nightly publishes a night's changes, as in production
+            _prepare_models(warehouse, workdir, settings)
         touched = sim.admin("POST", "touch", {"fraction": args.changed_fraction})
         n_touched = len(touched.get("ids", []))
         scenario = f"nightly, {args.changed_fraction:.1%} changed"
