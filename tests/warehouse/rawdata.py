@@ -199,3 +199,23 @@ def write_raw_postgres(
                 )
     connection.close()
     return credentials
+
+
+def write_first_load(
+    engine: str,
+    target: str,
+    messages: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
+) -> None:
+    """The raw tables on `engine` ("duckdb": a file path, else PostgreSQL credentials), every
+    row stamped with load id 1, as the first dlt load writes them."""
+    from pipelines.warehouse.engine import open_warehouse
+
+    if engine == "duckdb":
+        write_raw(Path(target), messages, events)
+    else:
+        write_raw_postgres(target, messages, events)
+    with open_warehouse(target) as warehouse, warehouse.transaction():
+        for table in ("sendsms", "sendsms_events"):
+            warehouse.execute(f"alter table quorum_raw.{table} add column _dlt_load_id varchar")
+            warehouse.execute(f"update quorum_raw.{table} set _dlt_load_id = '1'")

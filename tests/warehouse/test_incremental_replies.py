@@ -11,7 +11,6 @@ each compared with a rebuild from scratch.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,7 @@ from tests.warehouse.rawdata import (
     at,
     event,
     sms,
-    write_raw,
-    write_raw_postgres,
+    write_first_load,
 )
 from tests.warehouse.test_engines import assert_same, snapshot
 
@@ -79,15 +77,7 @@ def second_night() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def load(engine: str, target: str) -> None:
     """The first night's raw tables, every row with load id 1."""
-    messages, events = first_night()
-    if engine == "duckdb":
-        write_raw(Path(target), messages, events)
-    else:
-        write_raw_postgres(target, messages, events)
-    with open_warehouse(target) as warehouse, warehouse.transaction():
-        for table in ("sendsms", "sendsms_events"):
-            warehouse.execute(f"alter table quorum_raw.{table} add column _dlt_load_id varchar")
-            warehouse.execute(f"update quorum_raw.{table} set _dlt_load_id = '1'")
+    write_first_load(engine, target, *first_night())
 
 
 def load_second_night(target: str) -> None:
