@@ -112,3 +112,12 @@ def query(path: Path, sql: str) -> list[dict[str, object]]:
         cursor = connection.execute(sql)
         names = [d[0] for d in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine_target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Each engine in turn with an empty warehouse: (engine, DuckDB path or PostgreSQL
+    credentials of a fresh database in the throwaway cluster)."""
+    if request.param == "duckdb":
+        return "duckdb", str(tmp_path / "warehouse.duckdb")
+    return "postgres", str(request.getfixturevalue("postgres_database"))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from pipelines.warehouse.engine import open_warehouse
 from pipelines.warehouse.runner import build_models
 from tests.warehouse.rawdata import (
@@ -102,14 +100,10 @@ def senders(target: str) -> set[object]:
     return {row[0] for row in rows}
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
 def test_additive_totals_follow_removed_extremes_and_emptied_keys(
-    engine: str, tmp_path: Any, request: pytest.FixtureRequest
+    engine_target: tuple[str, str],
 ) -> None:
-    target = (
-        str(tmp_path / "warehouse.duckdb") if engine == "duckdb"
-        else request.getfixturevalue("postgres_database")
-    )
+    engine, target = engine_target
     load_first_night(engine, target)
     assert build_models(target).mode == "full"
     load_second_night(target)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from pipelines.warehouse.engine import open_warehouse
 from pipelines.warehouse.runner import build_models
 from tests.warehouse.rawdata import (
@@ -116,14 +114,10 @@ def rewritten(target: str) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
 def test_replies_follow_the_nights_changes_without_rereading_the_supporters_history(
-    engine: str, tmp_path: Any, request: pytest.FixtureRequest
+    engine_target: tuple[str, str],
 ) -> None:
-    target = (
-        str(tmp_path / "warehouse.duckdb") if engine == "duckdb"
-        else request.getfixturevalue("postgres_database")
-    )
+    engine, target = engine_target
     load(engine, target)
     assert build_models(target).mode == "full"
     before = replies(target)
