@@ -219,3 +219,31 @@ def write_first_load(
         for table in ("sendsms", "sendsms_events"):
             warehouse.execute(f"alter table quorum_raw.{table} add column _dlt_load_id varchar")
             warehouse.execute(f"update quorum_raw.{table} set _dlt_load_id = '1'")
+
+
+def write_second_load(
+    target: str,
+    messages: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
+    *,
+    reloaded_records: Iterable[int],
+    reloaded_events: Iterable[int],
+) -> None:
+    """Replace the raw rows by the next night's: rows of the reloaded records (by `id`, and
+    events by `sendsms_id`) carry load id 2, the others keep load id 1."""
+    from pipelines.warehouse.engine import open_warehouse
+
+    with open_warehouse(target) as warehouse, warehouse.transaction():
+        for table, columns, rows, key, again in (
+            ("sendsms", SENDSMS_COLUMNS, messages, "id", set(reloaded_records)),
+            ("sendsms_events", EVENT_COLUMNS, events, "sendsms_id", set(reloaded_events)),
+        ):
+            names = [name for name, _ in columns] + ["_dlt_load_id"]
+            quoted = ", ".join(f'"{name}"' for name in names)
+            marks = ", ".join("?" for _ in names)
+            warehouse.execute(f"delete from quorum_raw.{table}")
+            warehouse.executemany(
+                f"insert into quorum_raw.{table} ({quoted}) values ({marks})",
+                [[row.get(n) for n in names[:-1]] + ["2" if row[key] in again else "1"]
+                 for row in rows],
+            )

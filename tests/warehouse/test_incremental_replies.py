@@ -16,12 +16,11 @@ from typing import Any
 from pipelines.warehouse.engine import open_warehouse
 from pipelines.warehouse.runner import build_models
 from tests.warehouse.rawdata import (
-    EVENT_COLUMNS,
-    SENDSMS_COLUMNS,
     at,
     event,
     sms,
     write_first_load,
+    write_second_load,
 )
 from tests.warehouse.test_engines import assert_same, snapshot
 
@@ -80,21 +79,8 @@ def load(engine: str, target: str) -> None:
 
 def load_second_night(target: str) -> None:
     """Replace the raw rows by the second night's; what it loads again gets load id 2."""
-    messages, events = second_night()
-    with open_warehouse(target) as warehouse, warehouse.transaction():
-        for table, columns, rows, key, again in (
-            ("sendsms", SENDSMS_COLUMNS, messages, "id", NIGHT_TWO_RECORDS),
-            ("sendsms_events", EVENT_COLUMNS, events, "sendsms_id", NIGHT_TWO_EVENTS),
-        ):
-            names = [name for name, _ in columns] + ["_dlt_load_id"]
-            quoted = ", ".join(f'"{name}"' for name in names)
-            marks = ", ".join("?" for _ in names)
-            warehouse.execute(f"delete from quorum_raw.{table}")
-            warehouse.executemany(
-                f"insert into quorum_raw.{table} ({quoted}) values ({marks})",
-                [[row.get(n) for n in names[:-1]] + ["2" if row[key] in again else "1"]
-                 for row in rows],
-            )
+    write_second_load(target, *second_night(), reloaded_records=NIGHT_TWO_RECORDS,
+                      reloaded_events=NIGHT_TWO_EVENTS)
 
 
 def replies(target: str) -> dict[int, tuple[Any, int]]:
