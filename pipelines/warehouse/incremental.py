@@ -357,8 +357,8 @@ class IncrementalBuild:
         self.recomputed[target] = chosen
         old = f"incr_old_{model.name}"
         self._temporary(old, f"select * from {target} where {chosen}")
-        self._replace_keys(model, key, key_tables, inputs)
-        self._record_delta(model, chosen, old)
+        new = self._replace_keys(model, key, key_tables, inputs)
+        self._record_delta(model, old, new)
 
     def _chosen(self, key: UniqueKey, key_tables: dict[str, str]) -> str:
         """The predicate choosing the rows of the key tables' keys."""
@@ -370,8 +370,11 @@ class IncrementalBuild:
 
     def _replace_keys(
         self, model: Model, key: UniqueKey, key_tables: dict[str, str], inputs: list[str]
-    ) -> None:
-        """Delete the rows of the keys and insert them computed from their input rows."""
+    ) -> str:
+        """Delete the rows of the keys and insert them computed from their input rows.
+
+        Returns the temporary table holding the inserted rows (typed as the target's).
+        """
         target = model.relation
         nulls = {
             column for column, table in key_tables.items()
@@ -388,17 +391,24 @@ class IncrementalBuild:
                 )
         restricted = restrict_inputs(model.sql, model.path, restrictions)
         compiled = compile_sql(restricted, self.warehouse.dialect, model.path)
+        new = self._empty_like(target, f"incr_new_{model.name}")
         self.warehouse.execute(
-            f"insert into {target} select * from (\n{compiled}\n) as incr_new where {chosen}"
+            f"insert into {new} select * from (\n{compiled}\n) as incr_new where {chosen}"
         )
+        self.warehouse.execute(f"insert into {target} select * from {new}")
+        return new
 
-    def _record_delta(self, model: Model, chosen: str, old: str) -> None:
-        """Keep the rows that really changed (added and removed versions) for the readers."""
+    def _record_delta(self, model: Model, old: str, new: str) -> None:
+        """Keep the rows that really changed (added and removed versions) for the readers.
+
+        `old` holds the recomputed keys' rows before, `new` after (a temporary table, or a
+        query); both typed as the target's, so the set differences compare like with like.
+        """
         target = model.relation
         if not self.readers.get(target):
             return
         added, removed = self._added_name(target), self._removed_name(target)
-        new = f"select * from {target} where {chosen}"
+        new = new if new.startswith("select ") else f"select * from {new}"
         self._temporary(added, f"{new} except select * from {old}")
         self._temporary(removed, f"select * from {old} except {new}")
         self._temporary(
@@ -448,10 +458,15 @@ class IncrementalBuild:
                 for relation, table in rows.items() if group in _columns(self.warehouse, relation)
             ]
         ))
+        # the other rows of those groups, read from the target once with everything the
+        # steps below need of them (the carried and the written columns): the model's query
+        # refers to its inputs several times, and every reference to the target would be
+        # another scan of the whole history
+        kept_columns = dict.fromkeys([*carried, *key.together_writes])
         self._temporary(
             others,
-            f"select {ROOT_KEY} from {target} where {group} in (select {group} from {groups}) "
-            f"and not {changed}",
+            f"select {', '.join(kept_columns)} from {target} "
+            f"where {group} in (select {group} from {groups}) and not {changed}",
         )
         # the other rows as the carrier's rows: the model's own values of the carried
         # columns, NULL for the rest (typed by the union's first branch)
@@ -460,8 +475,8 @@ class IncrementalBuild:
         )
         queries = {relation: f"select * from {table}" for relation, table in rows.items()}
         queries[carrier] = (
-            f"select * from ({queries[carrier]} union all select {fed} from {target} "
-            f"where {ROOT_KEY} in (select {ROOT_KEY} from {others})) as incr_carried"
+            f"select * from ({queries[carrier]} union all select {fed} from {others}) "
+            "as incr_carried"
         )
         computed = f"incr_computed_{model.name}"
         replaced = replace_inputs(model.sql, model.path, queries)
@@ -473,9 +488,8 @@ class IncrementalBuild:
         )
         self._temporary(
             moved,
-            f"select c.{ROOT_KEY} from {computed} as c inner join {target} as t "
-            f"on t.{ROOT_KEY} = c.{ROOT_KEY} "
-            f"where c.{ROOT_KEY} in (select {ROOT_KEY} from {others}) and ({differs})",
+            f"select c.{ROOT_KEY} from {computed} as c inner join {others} as t "
+            f"on t.{ROOT_KEY} = c.{ROOT_KEY} where {differs}",
         )
         keys = f"incr_keys_{model.name}_{ROOT_KEY}"
         self._temporary(
@@ -490,12 +504,16 @@ class IncrementalBuild:
         refreshed = ", ".join(
             f"c.{column}" if column in key.together_writes else f"o.{column}" for column in own
         )
+        # the new rows are kept apart before they go in: the readers' delta compares them with
+        # the old ones without another scattered read of the whole target
+        new = self._empty_like(target, f"incr_new_{model.name}")
         self.warehouse.execute(
-            f"insert into {target} ({listed}) select {listed} from {computed} where {changed} "
+            f"insert into {new} ({listed}) select {listed} from {computed} where {changed} "
             f"union all select {refreshed} from {old} as o inner join {computed} as c "
             f"on c.{ROOT_KEY} = o.{ROOT_KEY} where o.{ROOT_KEY} in (select {ROOT_KEY} from {moved})"
         )
-        self._record_delta(model, chosen, old)
+        self.warehouse.execute(f"insert into {target} ({listed}) select {listed} from {new}")
+        self._record_delta(model, old, new)
         return {ROOT_KEY: keys}
 
     # -- additive maintenance ---------------------------------------------------------------
@@ -573,7 +591,9 @@ class IncrementalBuild:
                 self._temporary(name, f"select {column} from {recompute}{where}")
                 lost_keys[column] = name
             self._replace_keys(model, key, lost_keys, inputs)
-        self._record_delta(model, chosen, old)
+        # the rows of the keys were written in two steps (merged, then the lost ones): read
+        # them back (this model's table is small: one row per key)
+        self._record_delta(model, old, f"select * from {target} where {chosen}")
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -585,6 +605,11 @@ class IncrementalBuild:
 
     def _removed_name(self, relation: str) -> str:
         return f"incr_removed_{relation.split('.', 1)[1]}"
+
+    def _empty_like(self, relation: str, name: str) -> str:
+        """An empty temporary table with the columns and types of `relation`; its name."""
+        self._temporary(name, f"select * from {relation} where false")
+        return name
 
     def _temporary(self, name: str, query: str, params: list[object] | None = None) -> None:
         self.warehouse.execute(f"drop table if exists {name}")
