@@ -34,7 +34,7 @@ models' changes. Everything runs inside the runner's one transaction.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,6 +247,8 @@ class IncrementalBuild:
         self.tables: list[TableBuild] = []
         #: relation -> predicate choosing its recomputed keys (for checks scoped to them)
         self.recomputed: dict[str, str] = {}
+        #: relation -> rows of the changed records' groups fed from the model's own columns
+        self.group_rows: dict[str, int] = {}
 
     def detect_changes(self) -> int:
         """Collect the ids of the records changed since the last build; return their count."""
@@ -458,6 +460,7 @@ class IncrementalBuild:
                 for relation, table in rows.items() if group in _columns(self.warehouse, relation)
             ]
         ))
+        near = self._near_changes(model, key, rows) if key.together_within else None
         # the other rows of those groups, read from the target once with everything the
         # steps below need of them (the carried and the written columns): the model's query
         # refers to its inputs several times, and every reference to the target would be
@@ -465,9 +468,11 @@ class IncrementalBuild:
         kept_columns = dict.fromkeys([*carried, *key.together_writes])
         self._temporary(
             others,
-            f"select {', '.join(kept_columns)} from {target} "
-            f"where {group} in (select {group} from {groups}) and not {changed}",
+            f"select {', '.join(kept_columns)} from {target} as t "
+            f"where {group} in (select {group} from {groups}) and not {changed}"
+            + (f" and {near('t', 2)}" if near else ""),
         )
+        self.group_rows[target] = self._count(others)
         # the other rows as the carrier's rows: the model's own values of the carried
         # columns, NULL for the rest (typed by the union's first branch)
         fed = ", ".join(
@@ -489,7 +494,10 @@ class IncrementalBuild:
         self._temporary(
             moved,
             f"select c.{ROOT_KEY} from {computed} as c inner join {others} as t "
-            f"on t.{ROOT_KEY} = c.{ROOT_KEY} where {differs}",
+            f"on t.{ROOT_KEY} = c.{ROOT_KEY} where ({differs})"
+            # a row fed from farther than one span lacked some of its own neighbours: its
+            # result is not trusted, and it cannot have moved anyway
+            + (f" and {near('t', 1)}" if near else ""),
         )
         keys = f"incr_keys_{model.name}_{ROOT_KEY}"
         self._temporary(
@@ -515,6 +523,44 @@ class IncrementalBuild:
         self.warehouse.execute(f"insert into {target} ({listed}) select {listed} from {new}")
         self._record_delta(model, old, new)
         return {ROOT_KEY: keys}
+
+    def _near_changes(
+        self, model: Model, key: UniqueKey, rows: dict[str, str]
+    ) -> Callable[[str, int], str]:
+        """A predicate factory: rows of a group near a changed record's old or new time.
+
+        With `-- together_within: c N hours`, a change at time T can only move the group
+        columns of rows within N hours of T, and computing a row needs the rows within N
+        hours of it: so the rows within 2N hours are fed to the query, and only those within
+        N may be rewritten. The changed records' new times come from the query run over
+        their own rows alone (the column may be computed, like fct's send_time).
+        """
+        assert key.together_within is not None
+        column, hours = key.together_within
+        group, target = key.together_by, model.relation
+        alone = f"incr_alone_{model.name}"
+        queries = {relation: f"select * from {table}" for relation, table in rows.items()}
+        replaced = replace_inputs(model.sql, model.path, queries)
+        self._temporary(alone, compile_sql(replaced, self.warehouse.dialect, model.path))
+        times = f"incr_times_{model.name}"
+        changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
+        self._temporary(
+            times,
+            f"select {group} as near_group, {column} as near_time from {target} where {changed} "
+            f"and {group} is not null and {column} is not null union "
+            f"select {group}, {column} from {alone} "
+            f"where {group} is not null and {column} is not null",
+        )
+
+        def near(alias: str, spans: int) -> str:
+            # one second more, so an inclusive bound of the model (<= T + N hours) is inside
+            reach = f"interval '{spans * hours * 3600 + 1} seconds'"
+            return (
+                f"exists (select 1 from {times} as n where n.near_group = {alias}.{group} and "
+                f"{alias}.{column} between n.near_time - {reach} and n.near_time + {reach})"
+            )
+
+        return near
 
     # -- additive maintenance ---------------------------------------------------------------
 

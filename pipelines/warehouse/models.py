@@ -55,6 +55,8 @@ _UNIQUE_KEY = re.compile(r"^\s*--\s*unique_key\s*:(.*)$", re.MULTILINE)
 _RECOMPUTE_TOGETHER = re.compile(r"^\s*--\s*recompute_together_by\s*:(.*)$", re.MULTILINE)
 _TOGETHER_READS = re.compile(r"^\s*--\s*together_reads\s*:(.*)$", re.MULTILINE)
 _TOGETHER_WRITES = re.compile(r"^\s*--\s*together_writes\s*:(.*)$", re.MULTILINE)
+_TOGETHER_WITHIN = re.compile(r"^\s*--\s*together_within\s*:(.*)$", re.MULTILINE)
+_WITHIN_FORM = re.compile(r"^([a-z_][a-z0-9_]*)\s+(\d+)\s+hours?$")
 _GRAINS = re.compile(r"^grain\((.*)\)$")
 _ADDITIVE = re.compile(r"^\s*--\s*incremental_strategy\s*:(.*)$", re.MULTILINE)
 _ADDITIVE_FORM = re.compile(r"^additive\((.*)\)$")
@@ -98,6 +100,10 @@ class UniqueKey:
         together_writes: the columns that depend on the other rows of the group
             (`-- together_writes: reply_to_sendsms_id, replies`); every other column of a row
             depends on its own input rows only.
+        together_within: (column, hours) of `-- together_within: send_time 72 hours`: a
+            row's `together_writes` depend only on the rows of its group whose column lies
+            within that many hours of its own, and a row where it is NULL neither has
+            `together_writes` of its own nor changes another's; None: on the whole group.
         additive: the model is a sum over its input rows, maintained by adding the night's
             new rows and subtracting the old ones (`-- incremental_strategy:
             additive(count=texts, min=first_send_time, max=last_send_time)`); None otherwise.
@@ -108,6 +114,7 @@ class UniqueKey:
     together_by: str = ""
     together_reads: tuple[str, ...] = ()
     together_writes: tuple[str, ...] = ()
+    together_within: tuple[str, int] | None = None
     additive: Additive | None = None
 
     @property
@@ -300,10 +307,10 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
                 f"The model {path} declares recompute_together_by without a unique_key; add "
                 "`-- unique_key: column` or remove the line."
             )
-        if _TOGETHER_READS.search(sql) or _TOGETHER_WRITES.search(sql):
+        if any(form.search(sql) for form in (_TOGETHER_READS, _TOGETHER_WRITES, _TOGETHER_WITHIN)):
             raise ConfigError(
-                f"The model {path} declares together_reads/together_writes without a "
-                "unique_key and recompute_together_by; add both or remove the lines."
+                f"The model {path} declares together_reads/together_writes/together_within "
+                "without a unique_key and recompute_together_by; add both or remove the lines."
             )
         if _ADDITIVE.search(sql):
             raise ConfigError(
@@ -326,7 +333,8 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
         reads, writes = _together_columns_of(sql, path, together_by)
         return UniqueKey(
             column=keys[0], together_by=together_by, together_reads=reads,
-            together_writes=writes, additive=_additive_of(sql, path),
+            together_writes=writes, together_within=_together_within_of(sql, path, reads),
+            additive=_additive_of(sql, path),
         )
     pairs: list[tuple[str, str]] = []
     for part in grains.group(1).split(","):
@@ -334,7 +342,9 @@ def unique_key_of(sql: str, path: Path) -> UniqueKey | None:
         if not _COLUMN.match(value) or not _COLUMN.match(column):
             raise ConfigError(usage)
         pairs.append((value, column))
-    if not pairs or together_by or _TOGETHER_READS.search(sql) or _TOGETHER_WRITES.search(sql):
+    if not pairs or together_by or any(
+        form.search(sql) for form in (_TOGETHER_READS, _TOGETHER_WRITES, _TOGETHER_WITHIN)
+    ):
         raise ConfigError(usage)
     return UniqueKey(grains=tuple(pairs), additive=_additive_of(sql, path))
 
@@ -360,6 +370,23 @@ def _together_columns_of(
     if not all(_COLUMN.match(c) for c in read_columns + write_columns):
         raise ConfigError(usage)
     return read_columns, write_columns
+
+
+def _together_within_of(
+    sql: str, path: Path, reads: tuple[str, ...]
+) -> tuple[str, int] | None:
+    """The `-- together_within: column N hours` declaration, or None."""
+    lines = [line.strip().lower() for line in _TOGETHER_WITHIN.findall(sql)]
+    if not lines:
+        return None
+    form = _WITHIN_FORM.match(lines[0]) if len(lines) == 1 else None
+    if form is None or form.group(1) not in reads or int(form.group(2)) <= 0:
+        raise ConfigError(
+            f"The model {path} declares together_within wrongly; write one line "
+            "`-- together_within: column N hours`, where the column is one of its "
+            "together_reads and N a whole number of hours above 0, or remove it."
+        )
+    return form.group(1), int(form.group(2))
 
 
 def _additive_of(sql: str, path: Path) -> Additive | None:

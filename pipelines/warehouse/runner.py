@@ -60,6 +60,9 @@ class BuildResult:
     #: seconds of the steps around the models: planning, finding the changes, bookkeeping,
     #: counting rows, committing (to see what a build spends besides models and checks)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    #: per model recomputed by group (`recompute_together_by`): the other rows of the changed
+    #: records' groups it read from its own columns (what the night's changes fanned out to)
+    group_rows: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for the terminal or a cron mail."""
@@ -195,6 +198,7 @@ def build_models(
         build_id=build_id,
         incremental_tables=tuple(t.relation for t in tables if t.mode == "incremental"),
         step_seconds=steps,
+        group_rows=dict(incremental.group_rows) if incremental is not None else {},
     )
 
 

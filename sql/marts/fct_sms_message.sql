@@ -3,6 +3,7 @@
 -- recompute_together_by: supporter_id
 -- together_reads: direction, archived, send_time
 -- together_writes: reply_to_sendsms_id, replies
+-- together_within: send_time 72 hours
 -- One row per SendSMS record (outbound and inbound, archived or not; deleted ones are gone
 -- in staging). current_status decides the status; the events only give the times.
 with records as (

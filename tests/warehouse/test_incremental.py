@@ -210,7 +210,11 @@ def test_a_failed_incremental_build_changes_no_mart_bookkeeping_or_published_fil
      "-- together_writes: replies",
      "-- unique_key: error_code\n-- together_reads: failures\n-- together_writes: failures",
      "-- unique_key: error_code\n-- recompute_together_by: error_code\n"
-     "-- together_reads: failures"],
+     "-- together_reads: failures",
+     "-- together_within: send_time 72 hours",
+     "-- unique_key: error_code\n-- recompute_together_by: error_code\n"
+     "-- together_reads: failures\n-- together_writes: failures\n"
+     "-- together_within: failures 72 minutes"],
 )
 def test_a_bad_key_declaration_is_refused_naming_the_file(tmp_path: Path, header: str) -> None:
     sql = tmp_path / "sql"

@@ -5,8 +5,9 @@ other records of their supporters from fct's own narrow columns; only those whos
 columns move are rewritten. A night brings a reply to an old message, archives a replied
 message (its reply moves to an older one), deletes an inbound text at the source, moves a
 message's send time with a late event (an earlier text now answers it) and touches a
-supporter whose replies stay as they were. Real DuckDB files and a real PostgreSQL database,
-each compared with a rebuild from scratch.
+supporter whose replies stay as they were. A supporter's exchange weeks before the night is
+not read at all (`-- together_within: send_time 72 hours`). Real DuckDB files and a real
+PostgreSQL database, each compared with a rebuild from scratch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ NIGHT_TWO_RECORDS = {2, 7, 20}
 NIGHT_TWO_EVENTS = {5}
 #: records whose reply columns the night moves although they did not change themselves
 MOVED = {1, 3, 4, 21, 23}
+#: the unchanged records of the night's supporters within 2 x 72 hours of a change: fed to
+#: the query from fct's own columns (30 and 31, 400 hours earlier, are not)
+NEAR_OTHERS = {1, 3, 21, 4, 23, 6, 24}
 
 
 def unsent(row: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +53,9 @@ def first_night() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         sms(6, status="delivered", campaign=12, supporter=5, send_time=at(0)),
         sms(7, status="delivered", campaign=12, supporter=5, send_time=at(-20)),
         sms(24, status="received", direction="inbound", supporter=5, send_time=at(1)),
+        # supporter 1's exchange weeks earlier: far from every change of the second night
+        sms(30, status="delivered", campaign=13, supporter=1, send_time=at(-400)),
+        sms(31, status="received", direction="inbound", supporter=1, send_time=at(-399)),
     ]
     return messages, [event(5, "queued", at(1))]
 
@@ -119,6 +126,9 @@ def test_replies_follow_the_nights_changes_without_rereading_the_supporters_hist
     assert 22 not in after and after[4] == (None, 0)  # the reply deleted at the source
     assert after[23] == (5, 0) and after[5] == (None, 1)  # the late event moved 5 earlier
     assert after[24] == (6, 0) and after[6] == (None, 1)  # supporter 5: as before
+    assert after[31] == (30, 0) and after[30] == (None, 1)  # weeks earlier: as before
+    # only the supporters' records near a change were read from fct (not 30 and 31)
+    assert result.group_rows == {"analytics.fct_sms_message": len(NEAR_OTHERS)}
     # the changed records (22 deleted, 5 by its event) and the moved ones; 6 and 24 kept
     assert rewritten(target) == NIGHT_TWO_RECORDS | NIGHT_TWO_EVENTS | {22} | MOVED
     incremental = snapshot(target)
