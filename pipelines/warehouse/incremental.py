@@ -311,7 +311,7 @@ class IncrementalBuild:
     def _root_keys(self, model: Model, key: UniqueKey, inputs: list[str]) -> dict[str, str] | None:
         if key.grains or key.column != ROOT_KEY:
             return None
-        changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
+        changed = self._changed()
         name = f"incr_keys_{model.name}_{ROOT_KEY}"
         if not key.together_by:
             self._temporary(name, f"select {ROOT_KEY} from incr_changed")
@@ -427,7 +427,7 @@ class IncrementalBuild:
         if len(carriers) != 1 or not set(carried + list(key.together_writes)) <= set(own):
             return None
         carrier = carriers[0]
-        changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
+        changed = self._changed()
         # the changed records' input rows, read once (the scattered, costly read of the raw
         # history), with only the columns the model names
         rows: dict[str, str] = {}
@@ -576,6 +576,18 @@ class IncrementalBuild:
         self._record_delta(model, chosen, old)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _changed(self) -> str:
+        """The predicate: `sendsms_id` is one of the changed records'.
+
+        On PostgreSQL as `= any(array(...))`: PostgreSQL plans `in (select ...)` on a staging
+        view as a hash join over the whole raw table, but pushes an array comparison down
+        through the view to the raw table's index (at 1M records: 3 ms instead of 350 ms).
+        """
+        keys = f"select {ROOT_KEY} from incr_changed"
+        if self.warehouse.dialect == "postgres":
+            return f"{ROOT_KEY} = any(array({keys}))"
+        return f"{ROOT_KEY} in ({keys})"
 
     def _delta_name(self, relation: str) -> str:
         return f"incr_delta_{relation.split('.', 1)[1]}"
