@@ -37,6 +37,12 @@ class RawIndex:
     where: str = ""
     why: str = ""
 
+    @property
+    def requires(self) -> set[str]:
+        """The table columns it is built on (its columns and its predicate's column)."""
+        needed = {c.strip() for c in self.columns.split(",")}
+        return needed | ({self.where.split()[0]} if self.where else set())
+
     def ddl(self, schema: str) -> str:
         """The idempotent `create index` statement."""
         predicate = f" where {self.where}" if self.where else ""
@@ -81,16 +87,18 @@ def ensure_raw_indexes(warehouse: Warehouse, schema: str = RAW_SCHEMA) -> list[s
 
     A table that had none of them gets `analyze` afterwards: right after a large first load
     autovacuum may not have sampled it yet, and the planner would misjudge the new indexes.
-    Tables that do not exist yet (before the first load) are skipped. No-op on DuckDB.
+    Tables that do not exist yet (before the first load), and an index whose column a table
+    lacks, are skipped. No-op on DuckDB.
     """
     if warehouse.dialect != "postgres":
         return []
-    present = set(warehouse.table_names(schema))
+    columns = _columns_by_table(warehouse, schema)
     existing = _index_names(warehouse, schema)
     created: list[str] = []
     analyze: set[str] = set()
     for index in RAW_INDEXES:
-        if index.table not in present or index.name in existing:
+        # a table not loaded yet, or written before dlt added `_dlt_load_id`: skipped
+        if index.name in existing or not index.requires <= columns.get(index.table, set()):
             continue
         warehouse.execute(index.ddl(schema))
         created.append(index.name)
@@ -148,3 +156,14 @@ def index_name(table: str, column: str) -> str:
 def _index_names(warehouse: Warehouse, schema: str) -> set[str]:
     result = warehouse.query("select indexname from pg_indexes where schemaname = ?", [schema])
     return {str(row[0]) for row in result.rows}
+
+
+def _columns_by_table(warehouse: Warehouse, schema: str) -> dict[str, set[str]]:
+    result = warehouse.query(
+        "select table_name, column_name from information_schema.columns where table_schema = ?",
+        [schema],
+    )
+    found: dict[str, set[str]] = {}
+    for table, column in result.rows:
+        found.setdefault(str(table), set()).add(str(column))
+    return found
