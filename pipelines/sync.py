@@ -41,6 +41,7 @@ from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
 from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
 from pipelines.warehouse.engine import open_warehouse
+from pipelines.warehouse.pg_indexes import ensure_raw_indexes
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,14 @@ def count_records(config: SyncConfig) -> int | None:
             f"select count(*) from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
         )
     return int(result.rows[0][0])
+
+
+def ensure_postgres_indexes(config: SyncConfig) -> None:
+    """PostgreSQL: give the raw tables the indexes the next merge and cleanup look up by
+    (dlt creates none; see warehouse/pg_indexes.py). Cheap when they exist."""
+    if config.run.destination == POSTGRES:
+        with open_warehouse(postgres_credentials()) as warehouse:
+            ensure_raw_indexes(warehouse)
 
 
 def known_rejects(pipeline: dlt.Pipeline) -> list[KnownReject]:
@@ -446,6 +455,7 @@ def _sync(
     loaded = 0
     requests = retries = 0
     read_from: datetime | None = None
+    ensure_postgres_indexes(config)  # a warehouse synced before they existed
     for index, window_end in enumerate(windows):
         source = quorum_source(
             source_settings,
@@ -463,6 +473,8 @@ def _sync(
             pipeline.run(source, loader_file_format=file_format, refresh="drop_sources")
         else:
             pipeline.run(source, loader_file_format=file_format)
+        # after the load that created (or, --full-refresh, recreated) the tables
+        ensure_postgres_indexes(config)
         drop_superseded_events(pipeline, cleaned_from)
         # the windows before this one's load are clean: the next cleanup starts at it
         cleaned_from = last_load_id(pipeline)

@@ -313,7 +313,7 @@ class IncrementalBuild:
     def _root_keys(self, model: Model, key: UniqueKey, inputs: list[str]) -> dict[str, str] | None:
         if key.grains or key.column != ROOT_KEY:
             return None
-        changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
+        changed = self._changed_in_view()
         name = f"incr_keys_{model.name}_{ROOT_KEY}"
         if not key.together_by:
             self._temporary(name, f"select {ROOT_KEY} from incr_changed")
@@ -451,7 +451,8 @@ class IncrementalBuild:
             kept = [c for c in columns if named is None or c in named or c in carried]
             rows[relation] = f"incr_rows_{model.name}_{relation.split('.', 1)[1]}"
             self._temporary(
-                rows[relation], f"select {', '.join(kept)} from {relation} where {changed}"
+                rows[relation],
+                f"select {', '.join(kept)} from {relation} where {self._changed_in_view()}",
             )
         groups, others = f"incr_groups_{model.name}", f"incr_others_{model.name}"
         self._temporary(groups, " union ".join(
@@ -642,6 +643,19 @@ class IncrementalBuild:
         self._record_delta(model, old, f"select * from {target} where {chosen}")
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _changed_in_view(self) -> str:
+        """The predicate `sendsms_id` is one of the changed records', for reading a view.
+
+        On PostgreSQL as `= any(array(...))`: PostgreSQL plans `in (select ...)` on a staging
+        view as a hash join over the whole raw table, but pushes an array comparison down
+        through the view to the raw table's index (at 1M records: 3 ms instead of 350 ms).
+        Only where an index takes it: as a filter it is a linear search of the array per row.
+        """
+        keys = f"select {ROOT_KEY} from incr_changed"
+        if self.warehouse.dialect == "postgres":
+            return f"{ROOT_KEY} = any(array({keys}))"
+        return f"{ROOT_KEY} in ({keys})"
 
     def _delta_name(self, relation: str) -> str:
         return f"incr_delta_{relation.split('.', 1)[1]}"

@@ -35,6 +35,7 @@ from pipelines.warehouse.models import (
     discover_checks,
     discover_models,
 )
+from pipelines.warehouse.pg_indexes import create_model_indexes, ensure_raw_indexes
 
 RAW_TABLES = ("sendsms", "sendsms_events")
 T = TypeVar("T")
@@ -133,6 +134,9 @@ def build_models(
             m.name: compile_sql(m.sql, warehouse.dialect, m.path) for m in models if m.sql
         }
         _require_raw_tables(warehouse)
+        # PostgreSQL: the build finds the night's rows by load id and id (a warehouse synced
+        # before the sync created these has none yet); no-op on DuckDB
+        ensure_raw_indexes(warehouse)
         plan = plan_build(warehouse, models, checks, full_refresh=full_refresh)
         step("discover, compile and plan")
         with warehouse.transaction():
@@ -273,6 +277,8 @@ def _build_one(warehouse: Warehouse, model: Model, sql: str) -> None:
             warehouse.execute(f"create or replace {kind} {model.relation} as {sql}")
         else:
             warehouse.execute(f"create {kind} {model.relation} as\n{sql}")
+            # the next incremental build looks the night's keys up in it
+            create_model_indexes(warehouse, model)
     except EngineError as error:
         raise _model_error(model, error, warehouse.dialect) from error
 
