@@ -1,8 +1,9 @@
 """Small changes of the world applied in place: the derived state and every cached ordering
 catch up with a few changed rows without recomputing or re-sorting the world.
 
-A real server keeps indexes; this is the simulator's equivalent. After `touch`, `delete` or
-new records, only the changed rows get their state recomputed, and each cached ordering
+A real server keeps indexes; this is the simulator's equivalent. After `touch`, `delete`, new
+records or a short move of the clock (the rows whose `next_change` came), only the changed
+rows get their state recomputed, and each cached ordering
 (`query.sorted_rows`) loses the changed rows at their old places and gets the visible ones
 back at their new places, found by binary search. The result is exactly the order a full
 sort gives; the cost is the changed rows plus one contiguous copy of each ordering.
@@ -25,15 +26,15 @@ def apply_change(store: Store, derived: Derived, cache: query.SortCache, changed
     """Bring `derived` and `cache` up to date after a change of exactly the rows `changed`.
 
     Only these rows may differ from the state `derived` was made for: their plan, their
-    visibility (deleted), or they are new to the store. The clock must not have moved (a
-    moving clock changes rows nobody listed; recompute with `derive` instead).
+    visibility (deleted, or given an id), they are new to the store, or the clock reached
+    their `next_change`. Every other row must have the same state at `now` as before.
 
     Args:
         store: the world's records, already changed.
         derived: the state before the change; updated in place (`base` included).
         cache: the sort cache of that state; every ordering in it is updated in place.
         changed: the changed store rows, ascending and unique.
-        now: the clock (unchanged since `derived` was made).
+        now: the clock.
         camp_time: each campaign's scheduled time.
     """
     was_known = changed[changed < len(derived.updated)]

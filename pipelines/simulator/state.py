@@ -39,12 +39,13 @@ class Derived:
     send_time: I64
     sent_at: I64  # sent time if it happened, else NEVER
     final_at: I64
+    next_change: I64  # the first time after the clock when the row's state changes, or NEVER
     base: Rows  # visible rows sorted by id
 
 
 # The fields of `Derived` that hold one value per store row.
 ROW_FIELDS = ("updated", "status", "opens", "converted", "archived", "send_time", "sent_at",
-               "final_at")
+              "final_at", "next_change")
 
 
 def derive(store: Store, now: int, camp_time: I64) -> Derived:
@@ -114,6 +115,10 @@ def row_state(store: Store, rows: Rows | slice, now: int, camp_time: I64
     camp = col("camp")
     camp_at = camp_time[np.maximum(camp, 0)] if len(camp_time) else created
     send_time = np.where(camp >= 0, camp_at, created)
+    # Lets the clock move without recomputing every row: only rows whose time has come change.
+    next_change = np.where(opened < col("n_opens"), first + opened * gap, NEVER)
+    for when in (created, sent, final, conv, arch):
+        np.minimum(next_change, np.where(when > now, when, NEVER), out=next_change)
     return {
         "updated": updated,
         "status": status,
@@ -123,6 +128,7 @@ def row_state(store: Store, rows: Rows | slice, now: int, camp_time: I64
         "send_time": send_time,
         "sent_at": sent_at,
         "final_at": final_at,
+        "next_change": next_change,
     }
 
 

@@ -151,6 +151,7 @@ class World:
             raise ValueError("the clock only moves forward")
         with self.lock:
             target = self._now + step
+            first_new_row = self._store.n
             self._ensure_horizon(target)
             store = self._store
             ids = store["id"]
@@ -160,7 +161,15 @@ class World:
                 ids[fresh] = np.arange(self._next_id, self._next_id + len(fresh))
                 self._next_id += len(fresh)
             self._now = target
-            self._changed(None)
+            derived = self._derived
+            if derived is None or self._pending is None:
+                self._changed(None)
+            else:
+                # Rows not yet changed keep their state until their `next_change`; rows a
+                # pending change lists are recomputed anyway, at the new clock.
+                due = np.flatnonzero(derived.next_change <= target)
+                new_rows = np.arange(first_new_row, store.n, dtype=np.int64)
+                self._changed(np.concatenate([due, fresh, new_rows]))
 
     def _rows_of_ids(self, ids: Sequence[int]) -> Rows:
         base = self._state().base
