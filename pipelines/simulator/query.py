@@ -94,11 +94,14 @@ def _bound(rows: Rows, lo: I64, hi: I64, target: I64, field: str, desc: bool, va
     return lo
 
 
+# Above this many removals and inserts, `splice` copies by masks (a few passes over the
+# arrays) rather than segment by segment (one pass, but a Python step per change).
+SPLICE_STEPS_BY_SEGMENT = 50_000
+
+
 def splice(arrays: Sequence[np.ndarray], removed: I64, at: I64, inserts: Sequence[np.ndarray]
            ) -> list[np.ndarray]:
     """Copies of the parallel `arrays` without the places `removed` and with `inserts` added.
-
-    One pass of contiguous copies: the work is the arrays' length plus a step per change.
 
     Args:
         arrays: equally long arrays, changed alike (an order and its keys).
@@ -107,6 +110,14 @@ def splice(arrays: Sequence[np.ndarray], removed: I64, at: I64, inserts: Sequenc
             ascending; elements with the same place go in the order given.
         inserts: the elements to insert, one array per array of `arrays`, in the order of `at`.
     """
+    if len(removed) + len(at) > SPLICE_STEPS_BY_SEGMENT:
+        return splice_by_mask(arrays, removed, at, inserts)
+    return splice_by_segment(arrays, removed, at, inserts)
+
+
+def splice_by_segment(arrays: Sequence[np.ndarray], removed: I64, at: I64,
+                      inserts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """`splice` in one pass of contiguous copies, a Python step per removal or insert."""
     size = len(arrays[0]) - len(removed) + len(at)
     out = [np.empty(size, dtype=array.dtype) for array in arrays]
     places = np.concatenate([at, removed])
@@ -128,6 +139,25 @@ def splice(arrays: Sequence[np.ndarray], removed: I64, at: I64, inserts: Sequenc
             src += 1
     for target, array in zip(out, arrays, strict=True):
         target[dst:] = array[src:]
+    return out
+
+
+def splice_by_mask(arrays: Sequence[np.ndarray], removed: I64, at: I64,
+                   inserts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """`splice` by boolean masks: a few vectorised passes, whatever the number of changes."""
+    size = len(arrays[0]) - len(removed) + len(at)
+    kept = np.ones(len(arrays[0]), np.bool_)
+    kept[removed] = False
+    # An insert lands after the kept elements before its place and the inserts before it.
+    landing = at - np.searchsorted(removed, at, "left") + np.arange(len(at))
+    free = np.ones(size, np.bool_)
+    free[landing] = False
+    out = []
+    for array, values in zip(arrays, inserts, strict=True):
+        target = np.empty(size, dtype=array.dtype)
+        target[landing] = values
+        target[free] = array[kept]
+        out.append(target)
     return out
 
 

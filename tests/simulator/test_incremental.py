@@ -214,3 +214,24 @@ def test_every_page_matches_a_world_that_recomputes_after_each_change() -> None:
         finally:
             fast_api.close()
             slow_api.close()
+
+
+@pytest.mark.parametrize("splice", [query.splice_by_segment, query.splice_by_mask])
+def test_both_ways_to_splice_give_what_list_edits_give(
+    splice: Callable[..., list[np.ndarray]],
+) -> None:
+    rng = np.random.default_rng(5)
+    for size, changes in [(0, 0), (1, 1), (50, 3), (400, 60), (400, 399)]:
+        array = rng.integers(0, 1000, size)
+        removed = np.sort(rng.choice(size, min(changes, size), replace=False))
+        # Places repeat, fall on removed places, and reach the end.
+        at = np.sort(rng.integers(0, size + 1, changes))
+        inserts = rng.integers(1000, 2000, changes)
+        want: list[int] = []
+        for place in range(size + 1):
+            want.extend(inserts[at == place].tolist())
+            if place < size and place not in removed:
+                want.append(int(array[place]))
+        (got, doubled) = splice([array, array * 2], removed, at, [inserts, inserts * 2])
+        assert got.tolist() == want, (size, changes)
+        assert doubled.tolist() == [2 * v for v in want]
