@@ -57,6 +57,8 @@ def apply_change(store: Store, derived: Derived, cache: query.SortCache, changed
              for keys, (rows, primary) in cache.items()}
     set_rows(derived, changed, after)
     for keys, (removed, at, inserts, primary_inserts) in moves.items():
+        if not len(removed) and not len(at):
+            continue
         rows, primary = cache[keys]
         new_rows, new_primary = query.splice(
             [rows, primary], removed, at, [inserts, primary_inserts]
@@ -69,6 +71,8 @@ def _moves(rows: Rows, primary: I64, keys: query.Order, was_known: Rows, visible
            new_keys: list[I64], values: query.Values) -> tuple[I64, I64, Rows, I64]:
     """Where the changed rows leave the ordering and where the visible ones enter it.
 
+    Rows whose keys did not change (the id ordering after a touch) neither leave nor enter.
+
     Returns:
         The places to remove (ascending), the places to insert before (ascending), the rows to
         insert in that order, and their primary keys.
@@ -79,9 +83,16 @@ def _moves(rows: Rows, primary: I64, keys: query.Order, was_known: Rows, visible
     # A changed row that was not visible (new, or deleted before) is not in the ordering.
     present = inside.copy()
     present[inside] = rows[found[inside]] == was_known[inside]
-    removed = np.sort(found[present])
+    # `visible` is a subset of the ascending `changed`, like `was_known`: match them by row.
+    match = np.minimum(np.searchsorted(visible, was_known), max(len(visible) - 1, 0))
+    stays = present & (visible[match] == was_known) if len(visible) else present & False
+    for old, new in zip(old_keys, new_keys, strict=True):
+        stays[stays] = old[stays] == new[match[stays]]
+    moving = np.ones(len(visible), np.bool_)
+    moving[match[stays]] = False
+    removed = np.sort(found[present & ~stays])
     # Inserts sorted by their keys, so those that share a place go in in the right order.
-    among = np.lexsort(new_keys[::-1])
+    among = np.flatnonzero(moving)[np.lexsort([key[moving] for key in new_keys[::-1]])]
     columns = [column[among] for column in new_keys]
     at = query.locate(rows, primary, keys, columns, values)
     return removed, at, visible[among], columns[0]

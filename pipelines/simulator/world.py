@@ -315,7 +315,7 @@ class World:
                     and len(changed) > self.incremental_share * len(derived.base))):
             derived = derive(self._store, self._now, self.catalog.camp_time)
             self._sort_cache.clear()
-        elif changed is not None:
+        elif changed is not None and len(changed):
             changes.apply_change(self._store, derived, self._sort_cache, changed, self._now,
                                  self.catalog.camp_time)
         self._derived, self._pending, self._derived_version = derived, [], self._version
