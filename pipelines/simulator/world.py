@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from pipelines.simulator import generate, pools, query
+from pipelines.simulator import changes, generate, pools, query
 from pipelines.simulator.catalog import Catalog
 from pipelines.simulator.gsm import segment_count
 from pipelines.simulator.render import Renderer
@@ -46,13 +46,24 @@ from pipelines.simulator.timefmt import US_PER_DAY, US_PER_S, from_us, to_us
 # Re-exported: the API layer and older callers import these from here.
 __all__ = ["BOOL_FIELDS", "INT_FIELDS", "TIME_FIELDS", "Condition", "World"]
 
+# A change of at most this share of the visible records updates the derived state and every
+# cached ordering in place (work in proportion to the change, plus one pass over each
+# ordering); a larger or unspecified one recomputes them.
+INCREMENTAL_SHARE = 0.02
+
 
 class World:
     """A deterministic simulated Quorum organisation on a simulated clock.
 
     Thread-safe: every public method takes `lock` (an RLock), which the HTTP server also holds
     while it queries and renders a page.
+
+    Attributes:
+        incremental_share: changes of known rows up to this share of the visible records are
+            applied in place (`changes.py`); 0 recomputes after every change.
     """
+
+    incremental_share: float = INCREMENTAL_SHARE
 
     def __init__(self, seed: int = 7, n_records: int = 5000, start: datetime | None = None) -> None:
         """Generate the world.
@@ -73,6 +84,8 @@ class World:
         self._derived: Derived | None = None
         self._derived_version = -1
         self._sort_cache: query.SortCache = {}
+        # Rows changed since `_derived` was made; None when a change did not say which.
+        self._pending: list[Rows] | None = []
         self._next_id = ID_BASE + 1
         self._created_at_runtime = 0
         self._ops_rng = np.random.default_rng([self.seed, 3])
@@ -119,9 +132,17 @@ class World:
         """A counter that moves on every change of the world."""
         return self._version
 
-    def _changed(self) -> None:
+    def _changed(self, rows: Rows | None = None) -> None:
+        """Note a change of the world: of exactly `rows` (store rows), or of anything (None).
+
+        The derived state and the sort cache catch up on the next `_state()`, so a burst of
+        small changes (one created record at a time) costs one update.
+        """
         self._version += 1
-        self._sort_cache.clear()
+        if rows is None or self._pending is None:
+            self._pending = None
+        else:
+            self._pending.append(np.asarray(rows, dtype=np.int64))
 
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward by `delta`: texts progress, opens arrive, campaigns go out."""
@@ -130,6 +151,7 @@ class World:
             raise ValueError("the clock only moves forward")
         with self.lock:
             target = self._now + step
+            first_new_row = self._store.n
             self._ensure_horizon(target)
             store = self._store
             ids = store["id"]
@@ -139,14 +161,23 @@ class World:
                 ids[fresh] = np.arange(self._next_id, self._next_id + len(fresh))
                 self._next_id += len(fresh)
             self._now = target
-            self._changed()
+            derived = self._derived
+            if derived is None or self._pending is None:
+                self._changed(None)
+            else:
+                # Rows not yet changed keep their state until their `next_change`; rows a
+                # pending change lists are recomputed anyway, at the new clock.
+                due = np.flatnonzero(derived.next_change <= target)
+                new_rows = np.arange(first_new_row, store.n, dtype=np.int64)
+                self._changed(np.concatenate([due, fresh, new_rows]))
 
     def _rows_of_ids(self, ids: Sequence[int]) -> Rows:
         base = self._state().base
         wanted = np.unique(np.asarray(list(ids), dtype=np.int64))
         if not len(base) or not len(wanted):
             return np.empty(0, np.int64)
-        base_ids = self._store["id"][base]
+        # The id ordering's cached keys are the ids of `base`: no pass over the world per call.
+        base, base_ids = query.sorted_rows(base, (("id", False),), self.values, self._sort_cache)
         pos = np.searchsorted(base_ids, wanted)
         pos = np.minimum(pos, len(base) - 1)
         return base[pos[base_ids[pos] == wanted]]
@@ -179,7 +210,7 @@ class World:
             store["extra_opens"][rows] += 1
             now = np.full(len(rows), self._now, np.int64)
             store["touch"][rows] = np.where(store["whole"][rows], now - now % US_PER_S, now)
-            self._changed()
+            self._changed(rows)
         return sorted(store["id"][rows].tolist())
 
     def delete(self, ids: Sequence[int]) -> None:
@@ -188,7 +219,7 @@ class World:
             rows = self._rows_of_ids(ids)
             if len(rows):
                 self._store["alive"][rows] = False
-                self._changed()
+                self._changed(rows)
 
     def supporter_ids(self) -> list[int]:
         """Ids of every supporter (valid `supporter_id` values for send_individual_sms)."""
@@ -222,8 +253,9 @@ class World:
         ids = np.arange(self._next_id, self._next_id + size, dtype=np.int64)
         self._next_id += size
         plan["id"] = ids
+        first_row = self._store.n
         self._store.append(plan)
-        self._changed()
+        self._changed(np.arange(first_row, self._store.n, dtype=np.int64))
         return ids.tolist()
 
     def send_individual_sms(self, supporter_id: int, message: str) -> dict[str, Any]:
@@ -274,10 +306,20 @@ class World:
     # ------------------------------------------------------------------ derived state
 
     def _state(self) -> Derived:
-        if self._derived is None or self._derived_version != self._version:
-            self._derived = derive(self._store, self._now, self.catalog.camp_time)
-            self._derived_version = self._version
-        return self._derived
+        derived, pending = self._derived, self._pending
+        if derived is not None and self._derived_version == self._version:
+            return derived
+        changed = np.unique(np.concatenate(pending)) if pending else None
+        if (derived is None or pending is None
+                or (changed is not None
+                    and len(changed) > self.incremental_share * len(derived.base))):
+            derived = derive(self._store, self._now, self.catalog.camp_time)
+            self._sort_cache.clear()
+        elif changed is not None and len(changed):
+            changes.apply_change(self._store, derived, self._sort_cache, changed, self._now,
+                                 self.catalog.camp_time)
+        self._derived, self._pending, self._derived_version = derived, [], self._version
+        return derived
 
     def record_count(self) -> int:
         """Number of live records (what `meta.total_count` shows without filters)."""
