@@ -157,27 +157,26 @@ def _plan(warehouse: Warehouse, models: list[Model], *, full_refresh: bool) -> P
 
 
 def _recreated_raw_table(warehouse: Warehouse, high_water: str | None) -> str | None:
-    """The raw table that holds no row as old as the last build, if one does not.
+    """`quorum_raw.sendsms` when it holds no row as old as the last build, else None.
 
-    dlt drops and recreates the raw tables on `sync --full-refresh`; every row is then newer
-    than the last build's mark, and the records it does not load again are gone, which only
-    a full build takes out of the models. A table whose every row was merely loaded again
-    since looks the same; for it a full build costs more, and is just as right. Cheap on
-    a table that was not recreated: its first old row answers.
+    dlt drops and recreates the raw tables together on `sync --full-refresh`; every row is
+    then newer than the last build's mark, and the records it did not load again are gone,
+    which only a full build takes out of the models. `sendsms` tells: every record has a row
+    there, and only a night that loaded every record again looks the same (then a full build
+    costs more, and is just as right). The events table cannot tell: a night that reloads the
+    few records with events rewrites them all. Cheap when not recreated: the first old row
+    answers.
     """
     if high_water is None:
         return None
-    for table in RAW_TABLES:
-        relation = f"{RAW_SCHEMA}.{table}"
-        if _any_row(warehouse, relation, f"{LOAD_ID} <= ?", [high_water]):
-            continue
-        # written before the column existed: older than any build with a mark
-        if _any_row(warehouse, relation, f"{LOAD_ID} is null"):
-            continue
-        # records vanished, unless it is the events table and there are simply no events
-        if table == "sendsms" or _any_row(warehouse, relation, "true"):
-            return relation
-    return None
+    relation = f"{RAW_SCHEMA}.sendsms"
+    if _any_row(warehouse, relation, f"{LOAD_ID} <= ?", [high_water]):
+        return None
+    # written before the column existed: older than any build with a mark
+    if _any_row(warehouse, relation, f"{LOAD_ID} is null"):
+        return None
+    # an empty table too: the records the last build saw are gone
+    return relation
 
 
 def _any_row(

@@ -85,8 +85,8 @@ def refuse_foreign_views(
     Raises:
         ConfigError: such views exist; names them and says what to do. Nothing was changed.
     """
-    if _missing_duckdb_file(target):
-        return
+    if not is_postgres_target(target):
+        return  # DuckDB: nothing blocks the drop, and no dependency can be looked up
     ours = views_on_raw(discover_models(_directory(sql_dir)))
     with open_warehouse(target) as warehouse:
         _refuse(warehouse, foreign_views(warehouse, ours))

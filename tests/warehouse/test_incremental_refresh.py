@@ -71,8 +71,8 @@ def test_raw_tables_recreated_under_the_views_make_the_next_build_full(tmp_path:
 
 
 def test_rows_from_the_last_builds_loads_keep_builds_incremental(tmp_path: Path) -> None:
-    """Not every change is a recreation: an events table with no event yet, and a night
-    that reloaded some records, leave the next build incremental."""
+    """Not every change is a recreation: a night that reloaded some records (and every event
+    there is: none) leaves the next build incremental."""
     target = str(tmp_path / "warehouse.duckdb")
     write_first_load("duckdb", target, hand_made_messages(), [])
     assert build_models(target).mode == "full"
