@@ -69,10 +69,12 @@ from pipelines.quorum.settings import PIPELINE_NAME, RAW_DATASET
 ENGINES = ("duckdb", "postgres")
 #: Sized for the bench machine (2 cores, 24 GiB), as in models_bench.py
 DEFAULT_PG_SETTINGS = ("shared_buffers=2GB", "work_mem=512MB", "max_parallel_workers_per_gather=2")
-#: The run history a sync writes outside dlt's raw dataset; the model-build bookkeeping beside
-#: it is DuckDB's own and is rebuilt by the PostgreSQL model build
+#: What a sync writes outside dlt's raw dataset: the run history, and the superseded-events
+#: clean-up's marker (it refers to the copied `_dlt_loads`; without it the first nightly joins
+#: the last load window again); the model-build bookkeeping beside them is DuckDB's own and is
+#: rebuilt by the PostgreSQL model build
 OPS_SCHEMA = "quorum_ops"
-OPS_TABLES = ("sync_runs",)
+OPS_TABLES = ("sync_runs", "event_cleanup")
 #: DuckDB type names whose PostgreSQL name differs (for the run history, which dlt does not own)
 PG_TYPES = {
     "JSON": "jsonb", "TIMESTAMP WITH TIME ZONE": "timestamptz", "VARCHAR": "text",

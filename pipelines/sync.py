@@ -25,6 +25,7 @@ from typing import Any, cast
 import dlt
 import duckdb
 from dlt.common.destination import TLoaderFileFormat
+from dlt.common.pipeline import NormalizeInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -44,7 +45,9 @@ from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
 from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
 from pipelines.warehouse.engine import open_warehouse
+from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA
 from pipelines.warehouse.pg_indexes import ensure_raw_indexes
+from pipelines.warehouse.raw_refresh import drop_views_on_raw, refuse_foreign_views
 
 logger = logging.getLogger(__name__)
 
@@ -373,15 +376,33 @@ def check_start(config: SyncConfig) -> None:
     the destination when the local folder is gone); writes nothing to the warehouse.
 
     Raises:
-        ConfigError: see `start_lag`.
+        ConfigError: see `start_lag`; or, with `--full-refresh`, a view that is not this
+            project's reads the raw tables (see `refuse_blocked_refresh`).
     """
-    if not config.since_given or config.full_refresh:
+    if config.full_refresh:
+        refuse_blocked_refresh(config)
+        return
+    if not config.since_given:
         return
     if config.is_duckdb and not config.database.exists():
         return  # a new warehouse: --since is simply where the first sync starts
     pipeline = make_pipeline(config)
     pipeline.sync_destination()
     start_lag(config, pipeline)
+
+
+def refuse_blocked_refresh(config: SyncConfig) -> None:
+    """Refuse a `--full-refresh` that a user's view on the raw tables would block (or lose).
+
+    Reads only. The destinations without the SQL models have no views of ours to drop, and
+    are left to dlt.
+
+    Raises:
+        ConfigError: names the views and what to do (warehouse/raw_refresh.py).
+    """
+    if builds_models(config.run.destination):
+        refuse_foreign_views(warehouse_target(config.run.destination, config.database),
+                             config.sql_dir)
 
 
 def last_load_id(pipeline: dlt.Pipeline) -> str | None:
@@ -397,7 +418,67 @@ def last_load_id(pipeline: dlt.Pipeline) -> str | None:
     return str(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else None
 
 
-def drop_superseded_events(pipeline: dlt.Pipeline, since_load_id: str | None = None) -> int:
+#: One row: the newest load whose superseded-events clean-up finished (`cleaned_through`).
+#: In the ops schema, where the destination has one (DuckDB, PostgreSQL).
+CLEANUP_MARKER_TABLE = f"{BOOKKEEPING_SCHEMA}.event_cleanup"
+
+
+@dataclass(frozen=True)
+class CleanupScope:
+    """Which loads' records the superseded-events clean-up joins to the events.
+
+    Attributes:
+        load_id: the bound; None covers every record (a check of the whole table).
+        inclusive: the records of `load_id` itself too (`>=`), or only later ones (`>`).
+        remember: write the newest load it covered as the marker afterwards.
+    """
+
+    load_id: str | None
+    inclusive: bool = True
+    remember: bool = False
+
+    def after(self, cleaned: str | None) -> CleanupScope:
+        """The scope of the next clean-up in this run, once this one covered `cleaned`."""
+        if cleaned is None:
+            return self
+        return CleanupScope(cleaned, inclusive=False, remember=self.remember)
+
+
+def cleanup_scope(
+    newest_before: str | None, marker: str | None, *, remember: bool
+) -> CleanupScope:
+    """Where this run's first superseded-events clean-up starts.
+
+    Args:
+        newest_before: the newest load finished before this run (`last_load_id`).
+        marker: the newest load whose clean-up finished (`cleaned_through`), or None.
+        remember: the destination keeps the marker.
+    """
+    if marker is None:
+        # No marker (another destination, or a warehouse cleaned by an older version): from
+        # the newest load before this run, itself included, which covers a previous run
+        # killed between its load and its clean-up.
+        return CleanupScope(newest_before, inclusive=True, remember=remember)
+    # Every load up to the marker is clean, every later one may not be (a clean-up only moves
+    # the marker over the loads it covered). At or after the newest load before this run,
+    # the marker leaves out the loads already cleaned: only this run's are joined. Before it,
+    # the last clean-up did not finish, and starting after the marker covers more than
+    # starting at the newest load: every load left unclean, not just the last one (two runs
+    # killed in a row leave two).
+    return CleanupScope(marker, inclusive=False, remember=remember)
+
+
+def cleaned_through(pipeline: dlt.Pipeline) -> str | None:
+    """The newest load whose superseded-events clean-up finished, or None (no marker yet)."""
+    with pipeline.sql_client() as client:
+        try:
+            rows = client.execute_sql(f"select max(load_id) from {CLEANUP_MARKER_TABLE}")
+        except DatabaseUndefinedRelation:
+            return None
+    return str(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else None
+
+
+def drop_superseded_events(pipeline: dlt.Pipeline, scope: CleanupScope | None = None) -> int:
     """Delete event rows of a record version that was not kept; return how many.
 
     dlt merges events on (record, event type), so an event type the kept version of a record
@@ -406,33 +487,61 @@ def drop_superseded_events(pipeline: dlt.Pipeline, since_load_id: str | None = N
     beside tonight's `failed`). Every event row carries its record's `updated`: a row whose
     `updated` is not the kept record's belongs to a replaced version, and goes.
 
-    Only records loaded from `since_load_id` on can have such rows, so with it the delete
-    joins tonight's records to the events (a hash join on the few new ids) and its cost
-    follows the night, not the history. Pass the newest load before this run: that covers a
-    previous run killed between its load and this cleanup. None checks every row.
+    Only records loaded since the last finished clean-up can have such rows, so the delete
+    joins the records of the loads in `scope` to the events (a hash join on the night's ids)
+    and its cost follows the night, not the history (see `cleanup_scope`). With
+    `scope.remember`, the newest load it covered is written as the marker in the same
+    transaction, so a clean-up that does not finish leaves the marker where it was. A None
+    scope checks every row.
     """
+    scope = scope or CleanupScope(None)
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return 0
         events = client.make_qualified_table_name(settings.EVENTS_TABLE)
         records = client.make_qualified_table_name(settings.SENDSMS_TABLE)
-        if since_load_id is None:
+        if scope.load_id is None:
             query = (
                 f"delete from {events} where not exists (select 1 from {records} as r "
                 f"where r.id = {events}.sendsms_id and r.updated = {events}.updated)"
             )
             args: tuple[str, ...] = ()
         else:
+            compare = ">=" if scope.inclusive else ">"
             query = (
-                f"delete from {events} using {records} as r where r._dlt_load_id >= %s "
+                f"delete from {events} using {records} as r where r._dlt_load_id {compare} %s "
                 f"and r.id = {events}.sendsms_id and r.updated is distinct from {events}.updated"
             )
-            args = (since_load_id,)
+            args = (scope.load_id,)
         try:
-            rows = client.execute_sql(query, *args)
+            with client.begin_transaction():
+                # under the run lock no load lands meanwhile: this is the newest the delete sees
+                covered = _newest_load(client) if scope.remember else None
+                rows = client.execute_sql(query, *args)
+                if covered is not None:
+                    _remember_cleanup(client, covered)
         except DatabaseUndefinedRelation:
             return 0  # no event has been loaded yet
     return int(rows[0][0]) if rows and rows[0] else 0
+
+
+def _newest_load(client: Any) -> str | None:
+    loads = client.make_qualified_table_name(DLT_LOADS_TABLE)
+    rows = client.execute_sql(f"select max(load_id) from {loads}")
+    return str(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else None
+
+
+def _remember_cleanup(client: Any, load_id: str) -> None:
+    """Write the marker: the clean-up of every load up to `load_id` finished."""
+    client.execute_sql(f"create schema if not exists {BOOKKEEPING_SCHEMA}")
+    client.execute_sql(
+        f"create table if not exists {CLEANUP_MARKER_TABLE} "
+        "(load_id varchar, cleaned_at timestamp with time zone)"
+    )
+    client.execute_sql(f"delete from {CLEANUP_MARKER_TABLE}")
+    client.execute_sql(
+        f"insert into {CLEANUP_MARKER_TABLE} values (%s, %s)", load_id, datetime.now(UTC)
+    )
 
 
 def _window_start(config: SyncConfig, pipeline: dlt.Pipeline, lag: float) -> datetime | None:
@@ -447,13 +556,44 @@ def _window_start(config: SyncConfig, pipeline: dlt.Pipeline, lag: float) -> dat
     return max(initial, cursor - timedelta(seconds=lag))
 
 
-def _loaded_rows(pipeline: dlt.Pipeline, summary: SyncSummary) -> int:
-    """`sendsms` rows of the pipeline's last load; adds its event rows to the summary."""
+def _loaded_rows(
+    pipeline: dlt.Pipeline, summary: SyncSummary, normalized: NormalizeInfo | None = None
+) -> int:
+    """`sendsms` rows of the pipeline's last load (from `normalized` when the steps ran one
+    by one, each with its own trace); adds its event rows to the summary."""
     trace = pipeline.last_trace
-    normalize_info = trace.last_normalize_info if trace is not None else None
+    normalize_info = normalized or (trace.last_normalize_info if trace is not None else None)
     row_counts = normalize_info.row_counts if normalize_info is not None else {}
     summary.events_loaded += int(row_counts.get(settings.EVENTS_TABLE, 0))
     return int(row_counts.get(settings.SENDSMS_TABLE, 0))
+
+
+def _load_full_refresh(
+    pipeline: dlt.Pipeline, config: SyncConfig, source: Any, file_format: TLoaderFileFormat
+) -> NormalizeInfo:
+    """`pipeline.run(source, refresh="drop_sources")` step by step: our views on the raw
+    tables are dropped between normalizing and loading.
+
+    dlt drops the raw tables in the load step, which PostgreSQL refuses while a view reads
+    them; dropping the views only once the read has succeeded leaves them in place when it
+    fails. The model build after a refresh is then a full one (a view is missing).
+    """
+    pipeline.extract(source, loader_file_format=file_format, refresh="drop_sources")
+    normalized = pipeline.normalize()
+    if builds_models(config.run.destination):
+        drop_views_on_raw(warehouse_target(config.run.destination, config.database),
+                          config.sql_dir)
+    pipeline.load()
+    return normalized
+
+
+def _after_load(pipeline: dlt.Pipeline, config: SyncConfig, scope: CleanupScope) -> CleanupScope:
+    """Index (PostgreSQL) and clean up after a window's load; the next window's scope."""
+    # after the load that created (or, --full-refresh, recreated) the tables
+    ensure_postgres_indexes(config)
+    drop_superseded_events(pipeline, scope)
+    # this window's load is clean: the next window's clean-up starts after it
+    return scope.after(last_load_id(pipeline))
 
 
 def _sync(
@@ -465,7 +605,14 @@ def _sync(
     run_id: str | None,
 ) -> None:
     pipeline.sync_destination()
-    cleaned_from = last_load_id(pipeline)
+    if config.full_refresh:
+        # before the pending load and the read: a refused refresh changes nothing
+        refuse_blocked_refresh(config)
+    remember = builds_models(config.run.destination)
+    scope = cleanup_scope(
+        last_load_id(pipeline), cleaned_through(pipeline) if remember else None,
+        remember=remember,
+    )
     if pipeline.has_pending_data:
         # A load that failed (or was killed) last time goes first; then tonight's data.
         if pipeline.list_extracted_load_packages():
@@ -499,31 +646,28 @@ def _sync(
     read_from: datetime | None = None
     ensure_postgres_indexes(config)  # a warehouse synced before they existed
     for index, window_end in enumerate(windows):
-        with loading_pipeline(config) as loading:
-            source = quorum_source(
-                source_settings,
-                observer=observer,
-                policy=policy,
-                # read again per window: a record set aside by an earlier window is known
-                known_rejects=(
-                    [] if config.full_refresh and index == 0 else known_rejects(loading)
-                ),
-                run_id=run_id,
-                window_end=window_end,
-            )
-            if index:
-                # the open rejects are retried once, with the first window
-                source = source.with_resources(settings.SENDSMS_TABLE)
-            if config.full_refresh and index == 0:
-                loading.run(source, loader_file_format=file_format, refresh="drop_sources")
-            else:
+        source = quorum_source(
+            source_settings,
+            observer=observer,
+            policy=policy,
+            # read again per window: a record set aside by an earlier window is known
+            known_rejects=[] if config.full_refresh and index == 0 else known_rejects(pipeline),
+            run_id=run_id,
+            window_end=window_end,
+        )
+        if index:
+            # the open rejects are retried once, with the first window
+            source = source.with_resources(settings.SENDSMS_TABLE)
+        if config.full_refresh and index == 0:
+            # dlt's own connections: the refresh drops our views through one of its own
+            normalized = _load_full_refresh(pipeline, config, source, file_format)
+            scope = _after_load(pipeline, config, scope)
+            loaded += _loaded_rows(pipeline, summary, normalized)
+        else:
+            with loading_pipeline(config) as loading:
                 loading.run(source, loader_file_format=file_format)
-            # after the load that created (or, --full-refresh, recreated) the tables
-            ensure_postgres_indexes(config)
-            drop_superseded_events(loading, cleaned_from)
-            # the windows before this one's load are clean: the next cleanup starts at it
-            cleaned_from = last_load_id(loading)
-            loaded += _loaded_rows(loading, summary)
+                scope = _after_load(loading, config, scope)
+                loaded += _loaded_rows(loading, summary, None)
         delete_loaded_packages(pipeline)
         read_from = read_from or observer.cursor_start
         if observer.client is not None:

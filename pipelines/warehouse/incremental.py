@@ -2,8 +2,9 @@
 
 A build is incremental when the last build's bookkeeping (`quorum_ops.model_builds`) exists,
 every model and seed file is unchanged since (same fingerprint), the raw tables carry dlt's
-`_dlt_load_id` and every table model exists. Otherwise, and with `--full-refresh`, the
-runner rebuilds everything.
+`_dlt_load_id`, every model (seed, view, table) exists and no raw table was recreated since
+the last build (`sync --full-refresh` drops the staging views, then dlt the raw tables).
+Otherwise, and with `--full-refresh`, the runner rebuilds everything.
 
 What changed since the last build: the records (and events) whose `_dlt_load_id` is above
 the last build's high-water mark, plus the records whose `source_deleted_at` went from NULL
@@ -54,6 +55,7 @@ BUILD_TABLES_TABLE = f"{BOOKKEEPING_SCHEMA}.model_build_tables"
 #: Bump when the incremental logic changes meaning: the next build is then a full one.
 LOGIC_VERSION = "1"
 ROOT_KEY = "sendsms_id"
+RAW_TABLES = ("sendsms", "sendsms_events")
 LOAD_ID = "_dlt_load_id"
 
 
@@ -125,13 +127,62 @@ def _plan(warehouse: Warehouse, models: list[Model], *, full_refresh: bool) -> P
         return Plan("full", "no earlier build is recorded", current, previous)
     if previous.fingerprint != current:
         return Plan("full", "a model or seed file changed since the last build", current, previous)
-    for table in ("sendsms", "sendsms_events"):
+    for table in RAW_TABLES:
         if LOAD_ID not in _columns(warehouse, f"{RAW_SCHEMA}.{table}"):
             return Plan("full", f"{RAW_SCHEMA}.{table} has no {LOAD_ID}", current, previous)
+    present: dict[str, list[str]] = {}
     for model in models:
-        if model.kind == "table" and model.name not in warehouse.table_names(model.schema):
-            return Plan("full", f"{model.relation} is missing", current, previous)
+        names = present.setdefault(model.schema, warehouse.table_names(model.schema))
+        if model.name in names:
+            continue
+        if model.kind == "view":
+            # an incremental build keeps the views; sync --full-refresh drops the staging
+            # views before dlt drops the raw tables they read
+            return Plan(
+                "full",
+                f"the view {model.relation} is missing (sync --full-refresh drops the staging "
+                "views with the raw tables)",
+                current, previous,
+            )
+        return Plan("full", f"{model.relation} is missing", current, previous)
+    recreated = _recreated_raw_table(warehouse, previous.high_water)
+    if recreated is not None:
+        return Plan(
+            "full",
+            f"{recreated} was recreated since the last build (none of its rows is that old: "
+            "sync --full-refresh)",
+            current, previous,
+        )
     return Plan("incremental", "only what changed since the last build", current, previous)
+
+
+def _recreated_raw_table(warehouse: Warehouse, high_water: str | None) -> str | None:
+    """`quorum_raw.sendsms` when it holds no row as old as the last build, else None.
+
+    dlt drops and recreates the raw tables together on `sync --full-refresh`; every row is
+    then newer than the last build's mark, and the records it did not load again are gone,
+    which only a full build takes out of the models. `sendsms` tells: every record has a row
+    there, and only a night that loaded every record again looks the same (then a full build
+    costs more, and is just as right). The events table cannot tell: a night that reloads the
+    few records with events rewrites them all. Cheap when not recreated: the first old row
+    answers.
+    """
+    if high_water is None:
+        return None
+    relation = f"{RAW_SCHEMA}.sendsms"
+    if _any_row(warehouse, relation, f"{LOAD_ID} <= ?", [high_water]):
+        return None
+    # written before the column existed: older than any build with a mark
+    if _any_row(warehouse, relation, f"{LOAD_ID} is null"):
+        return None
+    # an empty table too: the records the last build saw are gone
+    return relation
+
+
+def _any_row(
+    warehouse: Warehouse, relation: str, condition: str, params: list[object] | None = None
+) -> bool:
+    return bool(warehouse.query(f"select 1 from {relation} where {condition} limit 1", params).rows)
 
 
 def read_state(warehouse: Warehouse) -> BuildState | None:

@@ -89,8 +89,7 @@ def test_indexes_follow_first_sync_full_refresh_and_full_build(
     assert set(indexes(pg_env, RAW_SCHEMA)) >= {index.name for index in RAW_INDEXES}
 
     # --full-refresh: dlt drops and recreates the raw tables; their indexes come back.
-    # (Before any model build: once the staging views read the raw tables, dlt's drop fails
-    # on PostgreSQL, a limitation of its own.)
+    # (Before any model build; after one, see tests/e2e/test_full_refresh.py.)
     before = table_oid(pg_env, raw)
     code, output = run_cli(capsys, "sync", "--base-url", sim.base_url, "--full-refresh",
                            "--no-models")
