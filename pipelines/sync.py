@@ -181,13 +181,14 @@ def make_pipeline(
 
 @contextmanager
 def loading_pipeline(config: SyncConfig) -> Iterator[dlt.Pipeline]:
-    """The pipeline for one load (a window), holding one DuckDB connection for the block.
+    """The pipeline for one window's load, holding one DuckDB connection for the block.
 
     dlt opens and closes a DuckDB connection per load job, and the last close of a database
     checkpoints it: three or four checkpoints per load, each compressing what the last wrote
     (the staging copies too) and syncing the file; 2.4 s of a 10M nightly's 2.9 s load. One
     connection held through the load, its clean-up and its bookkeeping checkpoints once, at
-    its close. It is closed after each window, so DuckDB's buffers go back between windows.
+    its close. It is closed after each window's load, so DuckDB's buffers go back (and the
+    warehouse is open to other processes) while the next window is read.
     Inside the block nothing else in this process may open the database (DuckDB refuses a
     second connection with other settings): use the pipeline's `sql_client()`.
     """
@@ -568,23 +569,38 @@ def _loaded_rows(
     return int(row_counts.get(settings.SENDSMS_TABLE, 0))
 
 
-def _load_full_refresh(
-    pipeline: dlt.Pipeline, config: SyncConfig, source: Any, file_format: TLoaderFileFormat
-) -> NormalizeInfo:
-    """`pipeline.run(source, refresh="drop_sources")` step by step: our views on the raw
-    tables are dropped between normalizing and loading.
+def _load_window(
+    pipeline: dlt.Pipeline,
+    config: SyncConfig,
+    source: Any,
+    file_format: TLoaderFileFormat,
+    scope: CleanupScope,
+    *,
+    refresh: bool,
+) -> tuple[NormalizeInfo, CleanupScope]:
+    """Extract, normalize and load one window, then clean up; (what it normalized, the next
+    window's clean-up scope).
 
-    dlt drops the raw tables in the load step, which PostgreSQL refuses while a view reads
-    them; dropping the views only once the read has succeeded leaves them in place when it
-    fails. The model build after a refresh is then a full one (a view is missing).
+    `pipeline.run()` step by step, for two reasons. The warehouse is opened only for the
+    load (`loading_pipeline`, one connection), so during the read, which takes minutes in a
+    large window, `quorum-sms status` and the other readers of the warehouse still get in.
+    And with `refresh` (`--full-refresh`, first window) our views on the raw tables are
+    dropped between normalizing and loading: dlt drops the raw tables in the load step,
+    which PostgreSQL refuses while a view reads them, and dropping the views only once the
+    read has succeeded leaves them in place when it fails. The model build after a refresh
+    is then a full one (a view is missing).
     """
-    pipeline.extract(source, loader_file_format=file_format, refresh="drop_sources")
+    pipeline.extract(
+        source, loader_file_format=file_format, refresh="drop_sources" if refresh else None
+    )
     normalized = pipeline.normalize()
-    if builds_models(config.run.destination):
+    if refresh and builds_models(config.run.destination):
         drop_views_on_raw(warehouse_target(config.run.destination, config.database),
                           config.sql_dir)
-    pipeline.load()
-    return normalized
+    with loading_pipeline(config) as loading:
+        loading.load()
+        scope = _after_load(loading, config, scope)
+    return normalized, scope
 
 
 def _after_load(pipeline: dlt.Pipeline, config: SyncConfig, scope: CleanupScope) -> CleanupScope:
@@ -658,16 +674,11 @@ def _sync(
         if index:
             # the open rejects are retried once, with the first window
             source = source.with_resources(settings.SENDSMS_TABLE)
-        if config.full_refresh and index == 0:
-            # dlt's own connections: the refresh drops our views through one of its own
-            normalized = _load_full_refresh(pipeline, config, source, file_format)
-            scope = _after_load(pipeline, config, scope)
-            loaded += _loaded_rows(pipeline, summary, normalized)
-        else:
-            with loading_pipeline(config) as loading:
-                loading.run(source, loader_file_format=file_format)
-                scope = _after_load(loading, config, scope)
-                loaded += _loaded_rows(loading, summary, None)
+        normalized, scope = _load_window(
+            pipeline, config, source, file_format, scope,
+            refresh=config.full_refresh and index == 0,
+        )
+        loaded += _loaded_rows(pipeline, summary, normalized)
         delete_loaded_packages(pipeline)
         read_from = read_from or observer.cursor_start
         if observer.client is not None:
