@@ -411,7 +411,7 @@ class IncrementalBuild:
         old = f"incr_old_{model.name}"
         self._temporary(old, f"select * from {target} where {chosen}")
         new = self._replace_keys(model, key, key_tables, inputs)
-        self._record_delta(model, old, new)
+        self._record_delta(model, old, f"select * from {new}")
 
     def _chosen(self, key: UniqueKey, key_tables: dict[str, str]) -> str:
         """The predicate choosing the rows of the key tables' keys."""
@@ -454,14 +454,13 @@ class IncrementalBuild:
     def _record_delta(self, model: Model, old: str, new: str) -> None:
         """Keep the rows that really changed (added and removed versions) for the readers.
 
-        `old` holds the recomputed keys' rows before, `new` after (a temporary table, or a
-        query); both typed as the target's, so the set differences compare like with like.
+        `old` is the table of the recomputed keys' rows before, `new` the query of their rows
+        after; both typed as the target's, so the set differences compare like with like.
         """
         target = model.relation
         if not self.readers.get(target):
             return
         added, removed = self._added_name(target), self._removed_name(target)
-        new = new if new.startswith("select ") else f"select * from {new}"
         self._temporary(added, f"{new} except select * from {old}")
         self._temporary(removed, f"select * from {old} except {new}")
         self._temporary(
@@ -573,7 +572,7 @@ class IncrementalBuild:
             f"on c.{ROOT_KEY} = o.{ROOT_KEY} where o.{ROOT_KEY} in (select {ROOT_KEY} from {moved})"
         )
         self.warehouse.execute(f"insert into {target} ({listed}) select {listed} from {new}")
-        self._record_delta(model, old, new)
+        self._record_delta(model, old, f"select * from {new}")
         return {ROOT_KEY: keys}
 
     def _near_changes(
