@@ -121,6 +121,18 @@ def _sendsms_hints() -> Any:
     )
 
 
+#: The rows of the events table the merge replaces: the primary key's rows, as dlt's own
+#: delete picks them, behind a semi join on `sendsms_id` alone. dlt's `exists` on both key
+#: columns makes DuckDB hash a number and a string for every one of the table's rows (0.16-0.2 s
+#: at 27M rows, 10M records); the integer semi join narrows it to the night's records first
+#: (0.05 s). The rows deleted are the same.
+EVENTS_MERGE_SCOPE = (
+    "{table}.sendsms_id in (select sendsms_id from {staging_table}) and exists (select 1 from "
+    "{staging_table} as s where s.sendsms_id = {table}.sendsms_id "
+    "and s.event_type = {table}.event_type)"
+)
+
+
 def _events_hints() -> Any:
     # No merge key beside the primary key: dlt would delete by `pk OR merge key`, which
     # DuckDB and PostgreSQL can only answer by grouping the whole events table (out of
@@ -129,7 +141,11 @@ def _events_hints() -> Any:
     # False clears the merge key that warehouses written by earlier versions have stored.
     return dlt.mark.make_hints(
         table_name=EVENTS_TABLE,
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        write_disposition={
+            "disposition": "merge",
+            "strategy": "delete-insert",
+            "destination_scope": EVENTS_MERGE_SCOPE,
+        },
         primary_key=["sendsms_id", "event_type"],
         columns={"updated": {"dedup_sort": "desc"}, "sendsms_id": {"merge_key": False}},
     )
