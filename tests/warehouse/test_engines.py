@@ -30,7 +30,16 @@ def edge_case_messages() -> list[dict[str, object]]:
     bad_uri = sms(61, status="failed", campaign=14, supporter=14, send_time=at(hours=30))
     bad_uri.update(bulk_sms="/api/bulksms/none/", bulk_sms_id=None, supporter_id=None,
                    supporter_uri=None, bulk_sms_description=None)
-    return [*hand_made_messages(), no_ids, bad_uri]
+    # a supporter's messages go by send_time, then id, undated ones last (engagement's order)
+    undated = sms(64, status="rejected", supporter=15)
+    undated.update(send_time=None, created=None, timestamp=None)
+    same_time = [
+        sms(62, status="failed", supporter=15, send_time=at(hours=40)),
+        sms(63, status="delivered", supporter=15, send_time=at(hours=40)),
+        sms(66, status="failed", supporter=16, send_time=at(hours=41)),
+        sms(65, status="delivered", supporter=16, send_time=at(hours=41)),
+    ]
+    return [*hand_made_messages(), no_ids, bad_uri, *same_time, undated]
 
 
 def edge_case_events() -> list[dict[str, object]]:
@@ -105,6 +114,12 @@ def test_every_mart_is_the_same_on_duckdb_and_postgres(
     assert by_id[61]["bulk_sms_id"] is None and by_id[61]["supporter_id"] is None
     assert by_id[61]["error_message"] == "" and by_id[61]["error_code"] is None
     assert by_id[20]["reply_to_sendsms_id"] == 1 and by_id[22]["reply_to_sendsms_id"] == 3
+    engagement_columns, engagement = pg_rows["analytics.sms_supporter_engagement"]
+    streaks = {row[0]: dict(zip(engagement_columns, row, strict=True)) for row in engagement}
+    assert (streaks[15]["last_status"], streaks[15]["consecutive_failed_deliveries"]) == (
+        "rejected", 1)
+    assert (streaks[16]["last_status"], streaks[16]["consecutive_failed_deliveries"]) == (
+        "failed", 1)
     _, campaigns = pg_rows["analytics.sms_campaign_performance"]
     descriptions = {row[0]: row[1] for row in campaigns}
     assert descriptions[10] == "Spring rally" and descriptions[13] == ""

@@ -214,6 +214,44 @@ def test_in_flight_messages_do_not_break_a_failure_streak(tmp_path: Path) -> Non
     assert row["consecutive_failed_deliveries"] == 2 and row["last_status"] == "sent"
 
 
+def undated(row: dict[str, object]) -> dict[str, object]:
+    """A raw row with no time that fct's send_time could come from."""
+    return row | {"send_time": None, "created": None, "timestamp": None}
+
+
+def test_engagement_orders_ties_by_id_and_undated_messages_last(tmp_path: Path) -> None:
+    """A supporter's messages go by send_time, then id; those without a send time come last."""
+    from pipelines.warehouse.runner import build_models
+
+    path = write_raw(tmp_path / "q.duckdb", [
+        sms(1, status="failed", supporter=1, send_time=at()),
+        sms(2, status="delivered", supporter=1, send_time=at()),
+        sms(3, status="failed", supporter=1, send_time=at(hours=1)),
+        undated(sms(4, status="undelivered", supporter=1)),
+        sms(6, status="failed", supporter=2, send_time=at()),
+        sms(5, status="delivered", supporter=2, send_time=at()),
+        sms(7, status="failed", supporter=3, send_time=at()),
+        sms(8, status="delivered", supporter=3, send_time=at()),
+        undated(sms(9, status="delivered", supporter=4)),
+        sms(10, status="failed", supporter=4, send_time=at(hours=2)),
+        undated(sms(11, status="delivered", supporter=5)),
+        undated(sms(12, status="rejected", supporter=5)),
+    ], [])
+    build_models(path)
+    rows = by_key(query(path, "select * from analytics.sms_supporter_engagement"),
+                  "supporter_id")
+    got = {s: (r["last_status"], r["consecutive_failed_deliveries"]) for s, r in rows.items()}
+    assert got == {
+        1: ("undelivered", 2),  # 2 is delivered after 1 at the same time; 3 and 4 fail after it
+        2: ("failed", 1),  # 6 comes after 5 at the same time
+        3: ("delivered", 0),
+        4: ("delivered", 0),  # the undated delivery is the latest message
+        5: ("rejected", 1),
+    }
+    assert rows[1]["first_message_at"] == at() and rows[1]["last_message_at"] == at(hours=1)
+    assert rows[5]["first_message_at"] is None and rows[5]["messages_received"] == 2
+
+
 def test_send_date_is_the_utc_date(tmp_path: Path) -> None:
     from datetime import datetime, timedelta, timezone
 
