@@ -38,6 +38,7 @@ from pipelines.sync import SyncSummary, check_start, make_pipeline, run_sync, sa
 from pipelines.target import builds_models, warehouse_target
 from pipelines.warehouse.database import set_connection_defaults
 from pipelines.warehouse.publish import PublishResult, publish_analytics, remove_stale_temporaries
+from pipelines.warehouse.publish_prefetch import PublishedCopy
 from pipelines.warehouse.runner import BuildResult, build_models
 
 
@@ -102,6 +103,8 @@ class _Run:
     loaded: bool = False
     #: the step running now, for the history row of a run that stops in it
     step: str = "start"
+    #: the published file, copied in the background for the publish step to start from
+    published_copy: PublishedCopy | None = None
 
 
 Step = Callable[[_Run], None]
@@ -136,7 +139,9 @@ def _models_step(run: _Run) -> None:
 def _publish_step(run: _Run) -> None:
     # only a build that just passed its checks is published; readers keep the last good one
     if run.result.models is not None and run.config.is_duckdb:
-        run.result.published = publish_analytics(run.config.database, run.config.publish_database)
+        run.result.published = publish_analytics(
+            run.config.database, run.config.publish_database, prefetched=run.published_copy
+        )
         run.reporter.published(run.result.published)
 
 
@@ -178,13 +183,17 @@ def run_nightly(
         run.reporter.started(config)
         with owner_only_umask(), warehouse_lock(
             run.target, RAW_DATASET, config.run.lock_wait_seconds
-        ):
+        ), contextlib.ExitStack() as cleanup:
             if config.is_duckdb:
                 restrict(config.database)  # what older versions left readable by others
             _remove_stale_publishes(run)
             # a --since that would skip records is refused before the history row is written
             check_start(config)
             _start_history(run)
+            if _publish_step in steps:
+                run.published_copy = _start_published_copy(run)
+                if run.published_copy is not None:
+                    cleanup.callback(run.published_copy.close)
             for step in steps:
                 # a signal dlt took during its load (it finishes the load, then returns)
                 # stops the run here, between steps
@@ -220,6 +229,15 @@ def _remove_stale_publishes(run: _Run) -> None:
         return
     for folder in remove_stale_temporaries(run.config.publish_database):
         run.reporter.note(f"removed {folder}, left behind by a run killed while publishing")
+
+
+def _start_published_copy(run: _Run) -> PublishedCopy | None:
+    # the publish's file copy does not depend on the night's data: it runs beside the sync
+    # and the build (a full build publishes every mart whole and needs no copy)
+    config = run.config
+    if not (config.is_duckdb and config.build_models and not config.full_refresh):
+        return None
+    return PublishedCopy.start(config.publish_database)
 
 
 def _start_history(run: _Run) -> None:

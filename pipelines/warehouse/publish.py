@@ -18,7 +18,9 @@ above. The previous file is used only when it is exactly the one the last publis
 after the build just before this one (build id, inode, size and modification time recorded
 in `quorum_ops.model_publishes` of the warehouse), in the same storage version, and has not
 grown past 1.5 times the size of its last full copy (and by more than 32 MiB); otherwise,
-and after a full build, the marts are copied whole into a new file.
+and after a full build, the marts are copied whole into a new file. The nightly run copies
+the previous file in the background while it syncs and builds (`publish_prefetch`), and the
+incremental publish starts from that copy when it is a copy of exactly that file.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import duckdb
 from pipelines.errors import ConfigError, PublishError
 from pipelines.warehouse.database import MARTS_SCHEMA, connect
 from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA, BUILD_TABLES_TABLE, BUILDS_TABLE
+from pipelines.warehouse.publish_prefetch import FileIdentity, PublishedCopy, staging_prefix
 from pipelines.warehouse.runner import BuildResult, build_models
 
 #: Oldest DuckDB release that must read the published file (DuckDB's STORAGE_VERSION values).
@@ -64,6 +67,8 @@ class _Increment:
 
     build_id: int
     previous: Path
+    #: (inode, size, mtime_ns) of `previous` when it was found to be the last publish's file
+    previous_identity: FileIdentity
     base_bytes: int
     #: mart -> (key column, the warehouse table holding the recomputed keys)
     keyed: dict[str, tuple[str, str]]
@@ -105,11 +110,6 @@ def default_publish_path(warehouse: Path) -> Path:
     `data/quorum-analytics.duckdb`.
     """
     return warehouse.with_name(warehouse.stem + PUBLISHED_SUFFIX)
-
-
-def staging_prefix(target: Path) -> str:
-    """Name prefix of the staging folders that publishes to `target` create beside it."""
-    return f".{target.name}.publishing-"
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:
@@ -155,6 +155,7 @@ def publish_analytics(
     threads: int | None = None,
     on_staged: Callable[[Path], None] | None = None,
     full: bool = False,
+    prefetched: PublishedCopy | None = None,
 ) -> PublishResult:
     """Copy every table of `schema` into a new DuckDB file and atomically replace `target`.
 
@@ -172,6 +173,9 @@ def publish_analytics(
         on_staged: called with the complete, synced staging file just before it replaces
             `target` (a moment tests need to hold; the nightly job passes None).
         full: copy every mart whole even when an incremental publish is possible.
+        prefetched: a copy of `target` started earlier (`PublishedCopy`); an incremental
+            publish starts from it instead of copying the file now, when it is a copy of
+            exactly the file found to be the last publish's. The caller closes it.
 
     Returns:
         The tables and rows published, the file's size and the time it took.
@@ -200,7 +204,7 @@ def publish_analytics(
         with _staging_folder(target) as folder:
             staged = folder / target.name
             if increment is not None:
-                row_counts = _write_increment(database, increment, staged, schema)
+                row_counts = _write_increment(database, increment, staged, schema, prefetched)
             else:
                 row_counts = _write_copy(database, Path(warehouse), staged, schema)
             _fsync_file(staged)
@@ -368,17 +372,26 @@ def _increment_for(database: duckdb.DuckDBPyConnection, target: Path) -> _Increm
     }
     if not keyed:
         return None  # a full build: every mart is new, a fresh copy is cheaper
-    return _Increment(build_id, target, base_bytes, keyed)
+    identity_now = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return _Increment(build_id, target, identity_now, base_bytes, keyed)
 
 
 def _write_increment(
-    database: duckdb.DuckDBPyConnection, increment: _Increment, staged: Path, schema: str
+    database: duckdb.DuckDBPyConnection,
+    increment: _Increment,
+    staged: Path,
+    schema: str,
+    prefetched: PublishedCopy | None,
 ) -> dict[str, int]:
     """Copy the previous file to `staged` and apply this build's changes; the row counts."""
     source = _current_database(database)
     tables = _base_tables(database, source, schema)
+    copied = prefetched.take(increment.previous_identity) if prefetched is not None else None
     try:
-        shutil.copyfile(increment.previous, staged)
+        if copied is not None:
+            os.replace(copied, staged)  # both folders sit beside the target: a rename
+        else:
+            shutil.copyfile(increment.previous, staged)
         os.chmod(staged, FILE_MODE)
     except OSError as error:
         raise _failure(increment.previous, error) from error
