@@ -598,7 +598,13 @@ def _load_window(
         drop_views_on_raw(warehouse_target(config.run.destination, config.database),
                           config.sql_dir)
     with loading_pipeline(config) as loading:
-        loading.load()
+        if config.is_duckdb:
+            # one job at a time: the jobs share one DuckDB buffer pool, and the merges' deletes
+            # pin the blocks they scan (the events one ~190 MB at 10M records), so two at once
+            # could run out of the ceiling
+            loading.load(workers=1)
+        else:
+            loading.load()
         scope = _after_load(loading, config, scope)
     return normalized, scope
 
