@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import NormalizeInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.load.exceptions import LoadClientJobFailed, LoadClientJobRetry
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import SyncConfig
@@ -179,6 +181,14 @@ def make_pipeline(
     )
 
 
+#: dlt's setting: failed attempts of one load job before the load step raises.
+RETRIES_SETTING = "load.raise_on_max_retries"
+#: dlt's default of RETRIES_SETTING, put back after a DuckDB window's load when unset.
+DLT_LOAD_RETRIES = 5
+#: Attempts at one window's load on DuckDB, each on a new connection.
+DUCKDB_LOAD_ATTEMPTS = 3
+
+
 @contextmanager
 def loading_pipeline(config: SyncConfig) -> Iterator[dlt.Pipeline]:
     """The pipeline for one window's load, holding one DuckDB connection for the block.
@@ -196,9 +206,15 @@ def loading_pipeline(config: SyncConfig) -> Iterator[dlt.Pipeline]:
         yield make_pipeline(config)
         return
     connection = duckdb.connect(str(config.database), config=duckdb_settings(config))
+    # dlt retries a failed job on the same connection, where what the failed attempt did is
+    # still in the way (`Conflict on tuple deletion`): it stops at the first failure instead,
+    # and `_load_window` retries the load on a new connection
+    retries: int | None = dlt.config.get(RETRIES_SETTING)
+    dlt.config[RETRIES_SETTING] = 1
     try:
         yield make_pipeline(config, connection)
     finally:
+        dlt.config[RETRIES_SETTING] = DLT_LOAD_RETRIES if retries is None else retries
         connection.close()
 
 
@@ -291,6 +307,40 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
+#: A traceback's exception line: `package.SomeError: the message`.
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(?:Error|Exception): (.+)$")
+
+
+def unwrap_load_job(error: BaseException) -> BaseException | None:
+    """The failed load job's error (dlt's retry or terminal job failure) inside `error`."""
+    inner = getattr(error, "exception", None)
+    return inner if isinstance(inner, LoadClientJobRetry | LoadClientJobFailed) else None
+
+
+def step_failure_text(config: SyncConfig, error: PipelineStepFailed) -> str:
+    """What stopped dlt's step, in words a terminal and a cron mail can show."""
+    job = unwrap_load_job(error)
+    message = getattr(job, "failed_message", None) if job is not None else None
+    if isinstance(message, str):
+        # the job's message is a whole traceback: the database's own words are on its last
+        # exception line
+        lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+        raised = [found.group(1) for line in lines if (found := _EXCEPTION_LINE.match(line))]
+        cause = raised[-1] if raised else lines[-1] if lines else message
+        what = f"the load job {getattr(job, 'job_id', '?')} failed: "
+    else:
+        cause, what = str(unwrap(error)), ""
+    # DuckDB appends advice about SET statements the user cannot run here
+    cause = redact(" ".join(cause.split(" Possible solutions:")[0].split()))[:400]
+    if config.is_duckdb and "Out of Memory" in cause:
+        return (
+            f"DuckDB ran out of its memory ceiling ({cause}). Raise [quorum_sms] "
+            f"duckdb_memory_limit (now {config.run.duckdb_memory_limit}; "
+            "QUORUM_DUCKDB_MEMORY_LIMIT in the environment), say to twice that, and run again"
+        )
+    return what + cause
+
+
 def run_sync(
     config: SyncConfig,
     *,
@@ -320,7 +370,7 @@ def run_sync(
         if isinstance(inner, QuorumSmsError | KeyboardInterrupt):
             raise inner from None
         raise SyncFailed(
-            f"The sync failed in dlt's {error.step} step: {redact(str(inner))[:600]}. "
+            f"The sync failed in dlt's {error.step} step: {step_failure_text(config, error)}. "
             "Nothing from this run was loaded unless the load step had started, and then "
             "the next run finishes it first; the saved cursor only moves with the data."
         ) from None
@@ -597,16 +647,29 @@ def _load_window(
     if refresh and builds_models(config.run.destination):
         drop_views_on_raw(warehouse_target(config.run.destination, config.database),
                           config.sql_dir)
-    with loading_pipeline(config) as loading:
-        if config.is_duckdb:
-            # one job at a time: the jobs share one DuckDB buffer pool, and the merges' deletes
-            # pin the blocks they scan (the events one ~190 MB at 10M records), so two at once
-            # could run out of the ceiling
-            loading.load(workers=1)
-        else:
+    return normalized, _load_and_clean_up(config, scope)
+
+
+def _load_and_clean_up(config: SyncConfig, scope: CleanupScope) -> CleanupScope:
+    """Load the normalized window and clean up after it; the next window's clean-up scope."""
+    if not config.is_duckdb:
+        with loading_pipeline(config) as loading:
             loading.load()
-        scope = _after_load(loading, config, scope)
-    return normalized, scope
+            return _after_load(loading, config, scope)
+    for attempt in range(1, DUCKDB_LOAD_ATTEMPTS + 1):
+        with loading_pipeline(config) as loading:
+            try:
+                # one job at a time: the jobs share one DuckDB buffer pool, and the merges'
+                # deletes pin the blocks they scan (the events one 160-192 MB at 10M
+                # records), so two at once could run out of the ceiling
+                loading.load(workers=1)
+            except PipelineStepFailed as error:
+                retry = isinstance(unwrap_load_job(error), LoadClientJobRetry)
+                if retry and attempt < DUCKDB_LOAD_ATTEMPTS:
+                    continue  # the failed attempt's transaction goes with its connection
+                raise
+            return _after_load(loading, config, scope)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _after_load(pipeline: dlt.Pipeline, config: SyncConfig, scope: CleanupScope) -> CleanupScope:

@@ -18,12 +18,15 @@ import duckdb
 from pipelines.cli import main
 from pipelines.lock import database_lock
 from pipelines.simulator import Faults
+from pipelines.sync import DUCKDB_LOAD_ATTEMPTS
 from tests.e2e.test_interrupts import marts_digest
 from tests.e2e.test_sync import saved_cursor, sync, table_digest, to_utc
 from tests.e2e.truth import assert_warehouse_equals
 from tests.ops.helpers import history
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A DuckDB ceiling the small world's merge cannot run in (the read and the run history can).
+LOAD_OOM_CEILING = "8MB"
 
 
 def test_since_past_the_saved_cursor_is_refused_and_nothing_is_skipped(
@@ -178,3 +181,30 @@ def test_a_history_that_cannot_be_written_never_hides_the_error(sync_env, simula
     output, _ = again.communicate(timeout=180)
     assert again.returncode == 0, output
     assert [row["status"] for row in history(sync_env)] == ["succeeded", "interrupted", "succeeded"]
+
+
+def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    """DuckDB out of memory in the load: retried on new connections (never on the one the
+    failed attempt left in a half-done transaction), then one clear error naming the setting;
+    the unfinished load is finished first by the next run, and nothing is lost."""
+    sim = simulator_factory(n_records=2000)
+    assert sync(capsys, sim.base_url)[0] == 0
+    sim.world.advance(timedelta(hours=6))
+    sim.world.touch(fraction=0.2)
+
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", LOAD_OOM_CEILING)
+    code, output = sync(capsys, sim.base_url, "--no-models")
+    assert code == 1, output
+    assert "load step: DuckDB ran out of its memory ceiling (Out of Memory Error" in output, output
+    assert f"duckdb_memory_limit (now {LOAD_OOM_CEILING};" in output, output
+    assert "Conflict" not in output, output
+    # every attempt got the database's own error, each on a new connection
+    assert output.count("retried in load") == DUCKDB_LOAD_ATTEMPTS, output
+
+    monkeypatch.delenv("QUORUM_DUCKDB_MEMORY_LIMIT")
+    code, output = sync(capsys, sim.base_url)
+    assert code == 0, output
+    assert "finished the load a previous run left pending" in output, output
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
