@@ -208,7 +208,7 @@ def loading_pipeline(config: SyncConfig) -> Iterator[dlt.Pipeline]:
     connection = duckdb.connect(str(config.database), config=duckdb_settings(config))
     # dlt retries a failed job on the same connection, where what the failed attempt did is
     # still in the way (`Conflict on tuple deletion`): it stops at the first failure instead,
-    # and `_load_window` retries the load on a new connection
+    # and `_load_and_clean_up` retries the load on a new connection
     retries: int | None = dlt.config.get(RETRIES_SETTING)
     dlt.config[RETRIES_SETTING] = 1
     try:
