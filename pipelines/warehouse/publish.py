@@ -353,9 +353,8 @@ def _increment_for(database: duckdb.DuckDBPyConnection, target: Path) -> _Increm
         "where target = ?",
         [str(target.resolve())],
     ).fetchone()
-    if recorded is None or tuple(int(v) for v in recorded[:4]) != (
-        build_id - 1, stat.st_ino, stat.st_size, stat.st_mtime_ns
-    ):
+    found = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if recorded is None or tuple(int(v) for v in recorded[:4]) != (build_id - 1, *found):
         return None
     base_bytes = int(recorded[4])
     if stat.st_size > max(MAX_GROWTH * base_bytes, base_bytes + GROWTH_ALLOWANCE):
@@ -372,8 +371,7 @@ def _increment_for(database: duckdb.DuckDBPyConnection, target: Path) -> _Increm
     }
     if not keyed:
         return None  # a full build: every mart is new, a fresh copy is cheaper
-    identity_now = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    return _Increment(build_id, target, identity_now, base_bytes, keyed)
+    return _Increment(build_id, target, found, base_bytes, keyed)
 
 
 def _write_increment(
