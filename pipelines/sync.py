@@ -12,6 +12,7 @@ they were, and a run killed during its load is finished by the next run before i
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import re
 import shutil
@@ -27,11 +28,12 @@ import dlt
 import duckdb
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import NormalizeInfo
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.exceptions import DatabaseException, DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.load.exceptions import LoadClientJobFailed, LoadClientJobRetry
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.background import BackgroundStep
 from pipelines.config import SyncConfig
 from pipelines.errors import ConfigError, QuorumSmsError, SyncFailed
 from pipelines.process_memory import release_free_memory
@@ -190,7 +192,7 @@ DUCKDB_LOAD_ATTEMPTS = 3
 
 
 @contextmanager
-def loading_pipeline(config: SyncConfig) -> Iterator[dlt.Pipeline]:
+def loading_pipeline(config: SyncConfig, *, trace: bool = True) -> Iterator[dlt.Pipeline]:
     """The pipeline for one window's load, holding one DuckDB connection for the block.
 
     dlt opens and closes a DuckDB connection per load job, and the last close of a database
@@ -201,9 +203,17 @@ def loading_pipeline(config: SyncConfig) -> Iterator[dlt.Pipeline]:
     warehouse is open to other processes) while the next window is read.
     Inside the block nothing else in this process may open the database (DuckDB refuses a
     second connection with other settings): use the pipeline's `sql_client()`.
+
+    Args:
+        config: the validated settings.
+        trace: keep dlt's runtime trace of the load in the pipeline's folder. A load beside
+            the next window's read runs without: both pipelines would replace the one trace
+            file at once, and dlt's replacement is not safe against that.
     """
     if not config.is_duckdb:
-        yield make_pipeline(config)
+        pipeline = make_pipeline(config)
+        pipeline.config.enable_runtime_trace = trace
+        yield pipeline
         return
     connection = duckdb.connect(str(config.database), config=duckdb_settings(config))
     # dlt retries a failed job on the same connection, where what the failed attempt did is
@@ -212,7 +222,9 @@ def loading_pipeline(config: SyncConfig) -> Iterator[dlt.Pipeline]:
     retries: int | None = dlt.config.get(RETRIES_SETTING)
     dlt.config[RETRIES_SETTING] = 1
     try:
-        yield make_pipeline(config, connection)
+        pipeline = make_pipeline(config, connection)
+        pipeline.config.enable_runtime_trace = trace
+        yield pipeline
     finally:
         dlt.config[RETRIES_SETTING] = DLT_LOAD_RETRIES if retries is None else retries
         connection.close()
@@ -307,6 +319,8 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
+#: How `database_failure_text` starts when DuckDB ran out of memory.
+DUCKDB_OUT_OF_MEMORY = "DuckDB ran out of its memory ceiling"
 #: A traceback's exception line: `package.SomeError: the message`.
 _EXCEPTION_LINE = re.compile(r"^[\w.]+(?:Error|Exception): (.+)$")
 
@@ -330,15 +344,23 @@ def step_failure_text(config: SyncConfig, error: PipelineStepFailed) -> str:
         what = f"the load job {getattr(job, 'job_id', '?')} failed: "
     else:
         cause, what = str(unwrap(error)), ""
+    text = database_failure_text(config, cause)
+    # the advice on memory stands alone; any other failure names its job
+    return text if text.startswith(DUCKDB_OUT_OF_MEMORY) else what + text
+
+
+def database_failure_text(config: SyncConfig, cause: str) -> str:
+    """The database's own words on a failure, trimmed and redacted; for DuckDB out of memory,
+    which setting to raise."""
     # DuckDB appends advice about SET statements the user cannot run here
-    cause = redact(" ".join(cause.split(" Possible solutions:")[0].split()))[:400]
+    cause = redact(" ".join(cause.split()).split(" Possible solutions:")[0])[:400]
     if config.is_duckdb and "Out of Memory" in cause:
         return (
-            f"DuckDB ran out of its memory ceiling ({cause}). Raise [quorum_sms] "
+            f"{DUCKDB_OUT_OF_MEMORY} ({cause}). Raise [quorum_sms] "
             f"duckdb_memory_limit (now {config.run.duckdb_memory_limit}; "
             "QUORUM_DUCKDB_MEMORY_LIMIT in the environment), say to twice that, and run again"
         )
-    return what + cause
+    return cause
 
 
 def run_sync(
@@ -619,45 +641,60 @@ def _loaded_rows(
     return int(row_counts.get(settings.SENDSMS_TABLE, 0))
 
 
-def _load_window(
+def _extract_window(
     pipeline: dlt.Pipeline,
-    config: SyncConfig,
     source: Any,
     file_format: TLoaderFileFormat,
-    scope: CleanupScope,
     *,
     refresh: bool,
-) -> tuple[NormalizeInfo, CleanupScope]:
-    """Extract, normalize and load one window, then clean up; (what it normalized, the next
-    window's clean-up scope).
+) -> None:
+    """Read one window into a load package (`pipeline.run()`'s first step).
 
-    `pipeline.run()` step by step, for two reasons. The warehouse is opened only for the
-    load (`loading_pipeline`, one connection), so during the read, which takes minutes in a
-    large window, `quorum-sms status` and the other readers of the warehouse still get in.
-    And with `refresh` (`--full-refresh`, first window) our views on the raw tables are
-    dropped between normalizing and loading: dlt drops the raw tables in the load step,
-    which PostgreSQL refuses while a view reads them, and dropping the views only once the
-    read has succeeded leaves them in place when it fails. The model build after a refresh
-    is then a full one (a view is missing).
+    The window's steps run one by one, not as `pipeline.run()`, for three reasons. The
+    warehouse is opened only for the load (`loading_pipeline`, one connection), so during the
+    read, which takes minutes in a large window, `quorum-sms status` and the other readers of
+    the warehouse still get in. With `refresh` (`--full-refresh`, first window) our views on
+    the raw tables are dropped between normalizing and loading: dlt drops the raw tables in
+    the load step, which PostgreSQL refuses while a view reads them, and dropping the views
+    only once the read has succeeded leaves them in place when it fails (the model build
+    after a refresh is then a full one: a view is missing). And the load of one window runs
+    beside the read of the next (`_sync`).
     """
     pipeline.extract(
         source, loader_file_format=file_format, refresh="drop_sources" if refresh else None
     )
+
+
+def _normalize_window(
+    pipeline: dlt.Pipeline, config: SyncConfig, *, refresh: bool
+) -> NormalizeInfo:
+    """Normalize the extracted window; with `refresh`, drop our views on the raw tables."""
     normalized = pipeline.normalize()
     if refresh and builds_models(config.run.destination):
         drop_views_on_raw(warehouse_target(config.run.destination, config.database),
                           config.sql_dir)
-    return normalized, _load_and_clean_up(config, scope)
+    return normalized
 
 
-def _load_and_clean_up(config: SyncConfig, scope: CleanupScope) -> CleanupScope:
-    """Load the normalized window and clean up after it; the next window's clean-up scope."""
+def _reject_activity(observer: SourceObserver) -> tuple[int, int, int]:
+    """What the run has written to the rejects so far: its load changes the known rejects."""
+    stats = observer.rejects
+    return stats.rejected, stats.resolved, stats.gone
+
+
+def _load_and_clean_up(
+    config: SyncConfig, scope: CleanupScope, *, trace: bool = True
+) -> CleanupScope:
+    """Load the normalized window and clean up after it; the next window's clean-up scope.
+
+    `trace`: see `loading_pipeline`.
+    """
     if not config.is_duckdb:
-        with loading_pipeline(config) as loading:
+        with loading_pipeline(config, trace=trace) as loading:
             loading.load()
             return _after_load(loading, config, scope)
     for attempt in range(1, DUCKDB_LOAD_ATTEMPTS + 1):
-        with loading_pipeline(config) as loading:
+        with loading_pipeline(config, trace=trace) as loading:
             try:
                 # one job at a time: the jobs share one DuckDB buffer pool, and the merges'
                 # deletes pin the blocks they scan (the events one 160-192 MB at 10M
@@ -676,7 +713,14 @@ def _after_load(pipeline: dlt.Pipeline, config: SyncConfig, scope: CleanupScope)
     """Index (PostgreSQL) and clean up after a window's load; the next window's scope."""
     # after the load that created (or, --full-refresh, recreated) the tables
     ensure_postgres_indexes(config)
-    drop_superseded_events(pipeline, scope)
+    try:
+        drop_superseded_events(pipeline, scope)
+    except DatabaseException as error:
+        raise SyncFailed(
+            "The clean-up of replaced event rows after a load failed: "
+            f"{database_failure_text(config, str(error))}. The loaded records and their "
+            "cursor are kept; the next run does the clean-up again after its load."
+        ) from None
     # this window's load is clean: the next window's clean-up starts after it
     return scope.after(last_load_id(pipeline))
 
@@ -730,38 +774,64 @@ def _sync(
     requests = retries = 0
     read_from: datetime | None = None
     ensure_postgres_indexes(config)  # a warehouse synced before they existed
-    for index, window_end in enumerate(windows):
-        source = quorum_source(
-            source_settings,
-            observer=observer,
-            policy=policy,
-            # read again per window: a record set aside by an earlier window is known
-            known_rejects=[] if config.full_refresh and index == 0 else known_rejects(pipeline),
-            run_id=run_id,
-            window_end=window_end,
-        )
-        if index:
-            # the open rejects are retried once, with the first window
-            source = source.with_resources(settings.SENDSMS_TABLE)
-        normalized, scope = _load_window(
-            pipeline, config, source, file_format, scope,
-            refresh=config.full_refresh and index == 0,
-        )
-        loaded += _loaded_rows(pipeline, summary, normalized)
-        delete_loaded_packages(pipeline)
-        read_from = read_from or observer.cursor_start
-        if observer.client is not None:
-            requests += observer.client.stats.requests
-            retries += observer.client.stats.retries
-        if observer.read_to_end:
-            break
-        release_free_memory()  # the window's pages and merge buffers, before the next window
-        # Later windows continue from the cursor the last one saved, without a lag: the lag
-        # is for records committed late with an older `updated`, which the next run's lag
-        # reads; a window's bound is exact, so re-reading an hour per window (5 % of a 10M
-        # first sync) would buy nothing. A --since backfill concerns the first window only.
-        source_settings = copy.copy(config.source)
-        source_settings.lag_seconds = 0
+    # A window's load runs beside the next window's read (mostly DuckDB or the server, outside
+    # the GIL, against mostly Python); the last window's load runs here, where a Ctrl-C stops
+    # it as before.
+    loads: BackgroundStep[CleanupScope] = BackgroundStep("quorum-window-load")
+    known: list[KnownReject] = []
+    activity = _reject_activity(observer)
+    try:
+        for index, window_end in enumerate(windows):
+            if index == 0:
+                known = [] if config.full_refresh else known_rejects(pipeline)
+            elif _reject_activity(observer) != activity:
+                # the last window set records aside (or resolved some): its load writes them,
+                # and this window must know them. Otherwise the known rejects are unchanged,
+                # as only this run's loads write them.
+                scope = loads.wait() or scope
+                known = known_rejects(pipeline)
+            activity = _reject_activity(observer)
+            source = quorum_source(
+                source_settings,
+                observer=observer,
+                policy=policy,
+                known_rejects=known,
+                run_id=run_id,
+                window_end=window_end,
+            )
+            if index:
+                # the open rejects are retried once, with the first window
+                source = source.with_resources(settings.SENDSMS_TABLE)
+            refresh = config.full_refresh and index == 0
+            _extract_window(pipeline, source, file_format, refresh=refresh)
+            # dlt's load step takes every normalized package: the last window's load first
+            scope = loads.wait() or scope
+            delete_loaded_packages(pipeline)
+            normalized = _normalize_window(pipeline, config, refresh=refresh)
+            loaded += _loaded_rows(pipeline, summary, normalized)
+            read_from = read_from or observer.cursor_start
+            if observer.client is not None:
+                requests += observer.client.stats.requests
+                retries += observer.client.stats.retries
+            if observer.read_to_end or index == len(windows) - 1:
+                scope = _load_and_clean_up(config, scope)
+                delete_loaded_packages(pipeline)
+                break
+            loads.start(functools.partial(_load_and_clean_up, config, scope, trace=False))
+            release_free_memory()  # the window's pages, before the next window
+            # Later windows continue from the cursor the last one saved, without a lag: the
+            # lag is for records committed late with an older `updated`, which the next run's
+            # lag reads; a window's bound is exact, so re-reading an hour per window (5 % of a
+            # 10M first sync) would buy nothing. A --since backfill concerns the first window.
+            source_settings = copy.copy(config.source)
+            source_settings.lag_seconds = 0
+    finally:
+        # a read that failed (or a Ctrl-C) waits for the window being loaded: it commits
+        # with its cursor, as it would have before the read began
+        failed_load = loads.close()
+        if failed_load is not None:
+            logger.warning("the load of a window failed while the next was read: %s",
+                           redact(str(failed_load)))
     summary.requests, summary.retries = requests, retries
     summary.read_from = read_from.isoformat() if read_from else None
     summary.cursor_after = saved_cursor(pipeline)

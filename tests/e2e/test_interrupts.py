@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_sync import schema_digest, table_digest
-from tests.e2e.truth import assert_warehouse_equals
+from pipelines.quorum.timestamps import parse_api_time
+from pipelines.sync import pipelines_dir_for
+from tests.e2e.test_sync import saved_cursor, schema_digest, table_digest, wait_until
+from tests.e2e.truth import assert_warehouse_equals, warehouse_sendsms
 from tests.ops.helpers import history
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +109,43 @@ def test_interrupted_while_reading(sync_env, simulator_factory, signum, code):
     assert (row["status"], row["exit_code"]) == ("interrupted", code), row
     assert "reading" in row["error"]
     assert table_digest(sync_env) == before
+    again = start_sync(sim.base_url, "--no-models")
+    assert again.wait(timeout=180) == 0, again.communicate()
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+@pytest.mark.parametrize(("signum", "code"), SIGNALS, ids=SIGNAL_IDS)
+def test_interrupted_while_reading_a_later_window(
+    sync_env, simulator_factory, monkeypatch, signum, code
+):
+    """A window's load runs beside the next window's read: a signal during that read lets
+    the load finish (it commits with its cursor), then the run stops; the next run is exact."""
+    monkeypatch.setenv("QUORUM_RECORDS_PER_LOAD", "600")
+    monkeypatch.setenv("SOURCES__QUORUM__PAGE_SIZE", "100")
+    sim = simulator_factory(n_records=3000)
+    state_file = pipelines_dir_for(sync_env) / "quorum_sms" / "state.json"
+    process = start_sync(sim.base_url, "--no-models")
+    try:
+        # dlt writes the local state when a window's read ends; the next request is a later
+        # window's, read while the window before it loads
+        wait_until(lambda: state_file.exists() and '"last_value"' in state_file.read_text())
+        sim.pause_api()
+        assert sim.wait_for_held(1, timeout=120), "the run made no further request"
+        process.send_signal(signum)
+    finally:
+        sim.resume_api()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert f"interrupted ({signal.Signals(signum).name})" in err
+    assert "Traceback" not in err
+    assert last_run(sync_env)["status"] == "interrupted"
+    cursor = saved_cursor(sync_env)
+    assert cursor is not None, "the window loading beside the read was not committed"
+    truth = sim.world.ground_truth()
+    limit = parse_api_time(cursor)
+    assert set(warehouse_sendsms(sync_env)) == {
+        r["id"] for r in truth if parse_api_time(r["updated"]) <= limit
+    }
     again = start_sync(sim.base_url, "--no-models")
     assert again.wait(timeout=180) == 0, again.communicate()
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
