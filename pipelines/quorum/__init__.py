@@ -34,7 +34,7 @@ from pipelines.quorum.client import (
     require_secure_transport,
     validate_base_url,
 )
-from pipelines.quorum.normalize import PersonalDataPolicy
+from pipelines.quorum.normalize import PersonalDataPolicy, TableBatch
 from pipelines.quorum.paging import Pager, PagingStats
 from pipelines.quorum.rejects import (
     DEFAULT_MAX_REJECT_FRACTION,
@@ -49,6 +49,7 @@ from pipelines.quorum.settings import (
     CURSOR_FIELD,
     EVENTS_TABLE,
     MAX_PAGE_SIZE,
+    ROWS_PER_EXTRACT_ITEM,
     SENDSMS_TABLE,
     SOURCE_SECTION,
     QuorumSourceSettings,
@@ -339,6 +340,7 @@ def sendsms_resource(
         started = time.monotonic()
         _stamp_run_id(log)
         rejected: list[str] = []
+        batch = TableBatch(ROWS_PER_EXTRACT_ITEM)
         workers = DecodeWorkers(decode_workers, client, policy) if decode_workers > 0 else None
         try:
             for page in iter_pages_concurrently(
@@ -353,11 +355,13 @@ def sendsms_resource(
                 end=window_end,
             ):
                 split = page.split() if isinstance(page, DecodedPage) else split_page(page, policy)
-                yield from _data_items(split.sendsms, split.events)
+                for tables in batch.add(split.sendsms, split.events):
+                    yield from _data_items(*tables)
                 for record, reason in split.bad:
                     if log.is_retried(record) or _before(record, start):
                         continue  # the retry owns it / out of the window, as dlt would drop it
                     rejected.append(log.reject(record, reason))
+            yield from _data_items(*batch.flush())
             # Decided before dlt loads anything: raising here fails the extract step, so the
             # warehouse and the cursor stay as they were.
             if log.stats.new > max_reject_fraction * observer.records:

@@ -424,3 +424,49 @@ def _events_row_by_row(records: list[Record], policy: PersonalDataPolicy | None)
             values = policy(f"event.{key}", values)
         columns[key] = _extra_array(values)
     return _table(columns, keys=("sendsms_id", "event_type"))
+
+
+class TableBatch:
+    """The tables of consecutive pages, handed on as one `sendsms` and one events table.
+
+    dlt's extract costs per item as well as per row (it computes and validates the item's
+    table schema, runs its incremental's Arrow kernels, buffers the writer), so pages are
+    joined into items of about `rows` records. A table whose schema differs from the batch's
+    (a page with a field the others lack) first ends the batch: every item holds exactly its
+    pages' rows, in page order.
+    """
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._sendsms: list[pa.Table] = []
+        self._events: list[pa.Table] = []
+        self._count = 0
+
+    def add(
+        self, sendsms: pa.Table | None, events: pa.Table | None
+    ) -> list[tuple[pa.Table | None, pa.Table | None]]:
+        """Add one page's tables; the batches that are now complete (zero, one or two)."""
+        done = []
+        if _other_schema(self._sendsms, sendsms) or _other_schema(self._events, events):
+            done.append(self.flush())
+        if sendsms is not None and sendsms.num_rows:
+            self._sendsms.append(sendsms)
+            self._count += sendsms.num_rows
+        if events is not None and events.num_rows:
+            self._events.append(events)
+        if self._count >= self.rows:
+            done.append(self.flush())
+        return [batch for batch in done if batch != (None, None)]
+
+    def flush(self) -> tuple[pa.Table | None, pa.Table | None]:
+        """What the batch holds (None for a table without rows); the batch is then empty."""
+        sendsms = pa.concat_tables(self._sendsms) if self._sendsms else None
+        events = pa.concat_tables(self._events) if self._events else None
+        self._sendsms, self._events, self._count = [], [], 0
+        return sendsms, events
+
+
+def _other_schema(batch: list[pa.Table], table: pa.Table | None) -> bool:
+    return bool(batch) and table is not None and bool(table.num_rows) and (
+        table.schema != batch[0].schema
+    )

@@ -498,3 +498,50 @@ def test_a_page_of_one_thousand_records_is_consistent_across_paths_and_time_shif
     ]
     assert events.num_rows == 1000
     assert events.column("sendsms_id").to_pylist() == [10_000 + i for i in range(1000)]
+
+
+def _page(first_id: int, rows: int, extra: bool = False) -> tuple[pa.Table, pa.Table]:
+    """A page's two tables: `rows` records from `first_id`, two events each."""
+    columns: dict[str, Any] = {"id": list(range(first_id, first_id + rows))}
+    if extra:
+        columns["new_field"] = ["x"] * rows
+    events = pa.table({
+        "sendsms_id": [i for i in columns["id"] for _ in range(2)],
+        "event_type": ["queued", "sent"] * rows,
+    })
+    return pa.table(columns), events
+
+
+def test_a_table_batch_hands_on_every_row_once_in_page_order():
+    batch = normalize.TableBatch(rows=5)
+    pages = [_page(1, 2), _page(3, 2), _page(5, 2), _page(7, 1)]
+    items = [item for sendsms, events in pages for item in batch.add(sendsms, events)]
+    assert len(items) == 1, "the first three pages (6 rows >= 5) make one item"
+    items.append(batch.flush())
+    assert batch.flush() == (None, None)
+    tables = [(s, e) for s, e in items if s is not None and e is not None]
+    assert len(tables) == 2
+    ids = [i for sendsms, _ in tables for i in sendsms.column("id").to_pylist()]
+    event_ids = [i for _, events in tables for i in events.column("sendsms_id").to_pylist()]
+    assert ids == list(range(1, 8))
+    assert event_ids == [i for i in range(1, 8) for _ in range(2)]
+    assert tables[0][0].equals(pa.concat_tables([pages[0][0], pages[1][0], pages[2][0]]))
+
+
+def test_a_page_with_another_schema_starts_a_new_item():
+    batch = normalize.TableBatch(rows=100)
+    assert batch.add(*_page(1, 2)) == []
+    ended = batch.add(*_page(3, 2, extra=True))
+    assert len(ended) == 1
+    first = ended[0][0]
+    assert first is not None and first.column("id").to_pylist() == [1, 2]
+    sendsms, _ = batch.flush()
+    assert sendsms is not None and sendsms.column_names == ["id", "new_field"]
+    assert sendsms.column("id").to_pylist() == [3, 4]
+
+
+def test_pages_without_rows_add_nothing():
+    batch = normalize.TableBatch(rows=2)
+    empty = pa.table({"id": pa.array([], pa.int64())})
+    assert batch.add(None, None) == [] and batch.add(empty, None) == []
+    assert batch.flush() == (None, None)
