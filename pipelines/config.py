@@ -117,6 +117,13 @@ class RunSettings(BaseConfiguration):
         "loaded. 0 loads every sync in one piece.",
         minimum=0,
     )
+    load_beside_read: bool = setting(
+        True,
+        "In a sync loaded in windows (records_per_load), load each window while the next one "
+        "is read: on two cores 5-9 % faster, with a peak up to ~65 MB higher at 10M records "
+        "(DuckDB's buffers and the read's pages at once). false loads one window after "
+        "the other.",
+    )
     webhook_url: TSecretStrValue | None = setting(
         None,
         "Failure alerts: a Slack-compatible webhook gets the failure summary ({\"text\": ...}). "

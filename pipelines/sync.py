@@ -817,7 +817,11 @@ def _sync(
                 scope = _load_and_clean_up(config, scope)
                 delete_loaded_packages(pipeline)
                 break
-            loads.start(functools.partial(_load_and_clean_up, config, scope, trace=False))
+            if config.run.load_beside_read:
+                loads.start(functools.partial(_load_and_clean_up, config, scope, trace=False))
+            else:
+                scope = _load_and_clean_up(config, scope)
+                delete_loaded_packages(pipeline)
             release_free_memory()  # the window's pages, before the next window
             # Later windows continue from the cursor the last one saved, without a lag: the
             # lag is for records committed late with an older `updated`, which the next run's
