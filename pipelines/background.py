@@ -57,24 +57,23 @@ class BackgroundStep(Generic[T]):
         Raises:
             BaseException: whatever the call raised.
         """
+        error = self.close()
+        if error is not None:
+            raise error
+        result, self._result = self._result, None
+        return result
+
+    def close(self) -> BaseException | None:
+        """Wait for a running call and return its error, if any, without raising it: after a
+        failure of the caller's own, the call must still finish before the caller goes on.
+        A Ctrl-C that arrives while waiting is raised once the call has finished."""
         thread = self._thread
         if thread is None:
             return None
         self._join(thread)
         self._thread = None
         error, self._error = self._error, None
-        if error is not None:
-            raise error
-        return self._result
-
-    def close(self) -> BaseException | None:
-        """Wait for a running call without raising: after a failure of the caller's own, the
-        call must still finish before the caller goes on. Returns the call's error, if any."""
-        try:
-            self.wait()
-        except BaseException as error:
-            return error
-        return None
+        return error
 
     @staticmethod
     def _join(thread: threading.Thread) -> None:

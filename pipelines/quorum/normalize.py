@@ -456,7 +456,8 @@ class TableBatch:
             self._events.append(events)
         if self._count >= self.rows:
             done.append(self.flush())
-        return [batch for batch in done if batch != (None, None)]
+        return [(sendsms, events) for sendsms, events in done
+                if sendsms is not None or events is not None]
 
     def flush(self) -> tuple[pa.Table | None, pa.Table | None]:
         """What the batch holds (None for a table without rows); the batch is then empty."""
