@@ -813,15 +813,14 @@ def _sync(
             if observer.client is not None:
                 requests += observer.client.stats.requests
                 retries += observer.client.stats.retries
-            if observer.read_to_end or index == len(windows) - 1:
+            last = observer.read_to_end or index == len(windows) - 1
+            if last or not config.run.load_beside_read:
                 scope = _load_and_clean_up(config, scope)
                 delete_loaded_packages(pipeline)
-                break
-            if config.run.load_beside_read:
-                loads.start(functools.partial(_load_and_clean_up, config, scope, trace=False))
+                if last:
+                    break
             else:
-                scope = _load_and_clean_up(config, scope)
-                delete_loaded_packages(pipeline)
+                loads.start(functools.partial(_load_and_clean_up, config, scope, trace=False))
             release_free_memory()  # the window's pages, before the next window
             # Later windows continue from the cursor the last one saved, without a lag: the
             # lag is for records committed late with an older `updated`, which the next run's

@@ -456,8 +456,7 @@ class TableBatch:
             self._events.append(events)
         if self._count >= self.rows:
             done.append(self.flush())
-        return [(sendsms, events) for sendsms, events in done
-                if sendsms is not None or events is not None]
+        return [tables for tables in done if tables[0] is not None or tables[1] is not None]
 
     def flush(self) -> tuple[pa.Table | None, pa.Table | None]:
         """What the batch holds (None for a table without rows); the batch is then empty."""
