@@ -21,10 +21,9 @@ import pyarrow.compute as pc
 
 from pipelines.errors import BadRecordError
 from pipelines.quorum import settings
+from pipelines.quorum.isotime import TIMESTAMP, parse_iso_utc
 from pipelines.quorum.paging import Record
 from pipelines.quorum.timestamps import parse_api_time
-
-TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 #: API field -> (column name, Arrow type). Order is the column order of `quorum_raw.sendsms`.
 SENDSMS_COLUMNS: dict[str, tuple[str, pa.DataType]] = {
@@ -209,39 +208,19 @@ def _transpose(records: list[Record], fields: tuple[str, ...]) -> dict[str, list
     return {name: [r.get(name) for r in records] for name in fields}
 
 
-#: ISO 8601 forms on which Arrow's parser and `datetime.fromisoformat` agree exactly.
-_ISO_COMMON = (
-    r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
-    r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
-)
-_HAS_OFFSET = r"(Z|[+-]\d\d:\d\d)$"
-
-
 def _time_array(values: list[Any], *, empty_is_null: bool) -> pa.Array | None:
-    """Parse ISO 8601 strings to UTC timestamps in Arrow (vectorised), or None to go exact.
+    """Parse ISO 8601 strings to UTC timestamps a column at once, or None to go exact.
 
-    Only the common forms are parsed here (`_ISO_COMMON`, naive meaning UTC); a column holding
-    anything else (another ISO form, a non-string, an impossible date) returns None and is
-    parsed value by value with `parse_api_time`, which accepts every form Python does and
+    Only the API's forms are parsed here (`isotime.parse_iso_utc`, naive meaning UTC); a column
+    holding anything else (another ISO form, a non-string, an impossible date) returns None and
+    is parsed value by value with `parse_api_time`, which accepts every form Python does and
     raises the error that names the record.
     """
     try:
         strings = pa.array(values, type=pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    if empty_is_null and strings.null_count < len(strings):
-        empty = pc.equal(strings, "")
-        if pc.any(empty).as_py():
-            strings = pc.if_else(empty, pa.scalar(None, pa.string()), strings)
-    if pc.all(pc.match_substring_regex(strings, _ISO_COMMON)).as_py() is False:
-        return None
-    with_offset = pc.match_substring_regex(strings, _HAS_OFFSET)
-    if pc.all(with_offset).as_py() is False:
-        strings = pc.if_else(with_offset, strings, pc.binary_join_element_wise(strings, "Z", ""))
-    try:
-        return strings.cast(TIMESTAMP)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
+    return parse_iso_utc(strings, empty_is_null=empty_is_null)
 
 
 def _ids_from_uris(records: list[Record], uris: list[Any], field_name: str) -> pa.Array:

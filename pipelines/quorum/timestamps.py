@@ -23,10 +23,13 @@ def parse_api_time(value: Any, *, record_id: Any = None, field_name: str = "?") 
             parsed = datetime.fromisoformat(value)
         except ValueError:
             parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
         if parsed is not None:
-            if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC)
+            try:
+                return parsed.astimezone(UTC)
+            except OverflowError:
+                pass  # an offset that moves it past year 1 or 9999: not an instant Python holds
     raise BadRecordError(
         f"SendSMS record {record_id} has a `{field_name}` that is not an ISO 8601 date-time "
         f"({str(value)[:40]!r}). Nothing from this run was loaded and the saved cursor is "
