@@ -71,12 +71,17 @@ def base_record(record_id: int = 1001, **changes: Any) -> Record:
     return record
 
 
-def _ids_one_by_one(records: list[Record], uris: list[Any], field_name: str) -> pa.Array:
-    pairs = zip(records, uris, strict=True)
-    return pa.array(
-        [id_from_uri(u, record_id=r.get("id"), field_name=field_name) for r, u in pairs],
-        type=pa.int64(),
-    )
+def _ids_one_by_one(records: list[Record], uris: dict[str, list[Any]]) -> list[pa.Array]:
+    return [
+        pa.array(
+            [
+                id_from_uri(u, record_id=r.get("id"), field_name=field_name)
+                for r, u in zip(records, values, strict=True)
+            ],
+            type=pa.int64(),
+        )
+        for field_name, values in uris.items()
+    ]
 
 
 def _transpose_by_get(records: list[Record], fields: tuple[str, ...]) -> dict[str, list[Any]]:
