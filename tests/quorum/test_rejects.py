@@ -54,6 +54,11 @@ _DELETE = object()
         ({"updated": "not-a-date"}, "`updated` is not an ISO 8601 date-time ('not-a-date')"),
         ({"updated": None}, "`updated` is missing"),
         ({"created": 1700000000}, "`created` is not an ISO 8601 date-time (1700000000)"),
+        # a valid local time whose UTC instant falls before year 1 (was an OverflowError)
+        (
+            {"updated": "0001-01-01T00:30:00+01:00"},
+            "`updated` is not an ISO 8601 date-time ('0001-01-01T00:30:00+01:00')",
+        ),
         # the detail URI still names the record, so the retry can fetch it by that id
         ({"id": _DELETE}, "`id` is missing (retried by its resource_uri's id)"),
         (
