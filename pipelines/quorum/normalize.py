@@ -265,6 +265,11 @@ def _ids_from_uris(records: list[Record], uris: dict[str, list[Any]]) -> list[pa
             return [ids.slice(i * n, n) for i in range(len(uris))]
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
+    return ids_one_by_one(records, uris)
+
+
+def ids_one_by_one(records: list[Record], uris: dict[str, list[Any]]) -> list[pa.Array]:
+    """`id_from_uri` value by value over columns: the exact path, whose error names the record."""
     return [
         pa.array(
             [

@@ -23,7 +23,7 @@ from pipelines.config import PiiSettings
 from pipelines.errors import BadRecordError
 from pipelines.ops.privacy import make_policy
 from pipelines.quorum import normalize, settings
-from pipelines.quorum.normalize import PersonalDataPolicy, events_table, id_from_uri, sendsms_table
+from pipelines.quorum.normalize import PersonalDataPolicy, events_table, sendsms_table
 from tests.conftest import API_KEY, API_USER
 
 Record = dict[str, Any]
@@ -71,19 +71,6 @@ def base_record(record_id: int = 1001, **changes: Any) -> Record:
     return record
 
 
-def _ids_one_by_one(records: list[Record], uris: dict[str, list[Any]]) -> list[pa.Array]:
-    return [
-        pa.array(
-            [
-                id_from_uri(u, record_id=r.get("id"), field_name=field_name)
-                for r, u in zip(records, values, strict=True)
-            ],
-            type=pa.int64(),
-        )
-        for field_name, values in uris.items()
-    ]
-
-
 def _transpose_by_get(records: list[Record], fields: tuple[str, ...]) -> dict[str, list[Any]]:
     return {name: [r.get(name) for r in records] for name in fields}
 
@@ -98,7 +85,7 @@ def exact_tables(
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(normalize, "_time_array", lambda values, *, empty_is_null: None)
-        patch.setattr(normalize, "_ids_from_uris", _ids_one_by_one)
+        patch.setattr(normalize, "_ids_from_uris", normalize.ids_one_by_one)
         patch.setattr(normalize, "_transpose", _transpose_by_get)
         patch.setattr(normalize, "_events_by_type", lambda records, policy: None)
         return sendsms_table(records, transform), events_table(records, transform)
