@@ -98,12 +98,15 @@ class RunSettings(BaseConfiguration):
         minimum=0,
     )
     duckdb_memory_limit: str = setting(
-        "256MB",
-        "DuckDB's memory ceiling while loading, building the models and publishing; above "
-        "it DuckDB spills to a temporary folder beside the database. Two steps cannot spill "
-        "and need more as the warehouse grows: deleting a night's old event rows from the "
-        "events table and the campaigns' delivery-time percentiles: at 10M records 128MB "
-        "failed both (the delete passed at 160MB); a larger warehouse needs more.",
+        "auto",
+        "DuckDB's memory ceiling while loading, building the models and publishing (a size "
+        "such as 256MB, or auto); above it DuckDB spills to a temporary folder beside the "
+        "database. DuckDB fills its ceiling, so this is also most of a run's peak memory. Two "
+        "steps cannot spill and need more as the warehouse grows: deleting a night's old "
+        "event rows and the campaigns' delivery-time percentiles (at 10M records 128MB failed "
+        "both; 256MB passed). auto: 128MB while the database file is under 768 MiB (about "
+        "3.3M records), 256MB from there; a load that runs out of it is tried again at twice "
+        "that.",
     )
     duckdb_threads: int = setting(
         2, "DuckDB's worker threads while loading, building the models and publishing.",

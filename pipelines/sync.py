@@ -50,6 +50,7 @@ from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
 from pipelines.warehouse.engine import open_warehouse
 from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA
+from pipelines.warehouse.memory import is_auto, memory_limit_for, raised_limit
 from pipelines.warehouse.pg_indexes import ensure_raw_indexes
 from pipelines.warehouse.raw_refresh import drop_views_on_raw, refuse_foreign_views
 
@@ -138,14 +139,19 @@ def pipelines_dir_for(database: Path, destination: str = "duckdb") -> Path:
     return database.with_name(f"{database.name}.{destination}.dlt")
 
 
-def duckdb_settings(config: SyncConfig) -> dict[str, Any]:
+def duckdb_settings(config: SyncConfig, memory_limit: str | None = None) -> dict[str, Any]:
     """The DuckDB settings of the sync's connections.
 
     DuckDB's default memory limit is 80 % of RAM: the merge of a large load would take it. A
     fixed limit makes it spill to disk instead, so memory stays flat however big the sync.
+
+    Args:
+        config: the validated settings.
+        memory_limit: the ceiling to use instead of the configured one (a retry's).
     """
     return {
-        "memory_limit": config.run.duckdb_memory_limit,
+        "memory_limit": memory_limit
+        or memory_limit_for(config.run.duckdb_memory_limit, config.database),
         "threads": config.run.duckdb_threads,
         "preserve_insertion_order": False,
     }
@@ -192,7 +198,9 @@ DUCKDB_LOAD_ATTEMPTS = 3
 
 
 @contextmanager
-def loading_pipeline(config: SyncConfig, *, trace: bool = True) -> Iterator[dlt.Pipeline]:
+def loading_pipeline(
+    config: SyncConfig, *, trace: bool = True, memory_limit: str | None = None
+) -> Iterator[dlt.Pipeline]:
     """The pipeline for one window's load, holding one DuckDB connection for the block.
 
     dlt opens and closes a DuckDB connection per load job, and the last close of a database
@@ -209,13 +217,16 @@ def loading_pipeline(config: SyncConfig, *, trace: bool = True) -> Iterator[dlt.
         trace: keep dlt's runtime trace of the load in the pipeline's folder. A load beside
             the next window's read runs without: both pipelines would replace the one trace
             file at once, and dlt's replacement is not safe against that.
+        memory_limit: DuckDB's ceiling for this load instead of the configured one.
     """
     if not config.is_duckdb:
         pipeline = make_pipeline(config)
         pipeline.config.enable_runtime_trace = trace
         yield pipeline
         return
-    connection = duckdb.connect(str(config.database), config=duckdb_settings(config))
+    connection = duckdb.connect(
+        str(config.database), config=duckdb_settings(config, memory_limit)
+    )
     # dlt retries a failed job on the same connection, where what the failed attempt did is
     # still in the way (`Conflict on tuple deletion`): it stops at the first failure instead,
     # and `_load_and_clean_up` retries the load on a new connection
@@ -331,6 +342,11 @@ def unwrap_load_job(error: BaseException) -> BaseException | None:
     return inner if isinstance(inner, LoadClientJobRetry | LoadClientJobFailed) else None
 
 
+def _out_of_memory(job: BaseException) -> bool:
+    """Whether a failed load job ran out of DuckDB's memory ceiling."""
+    return "Out of Memory" in str(getattr(job, "failed_message", None) or job)
+
+
 def step_failure_text(config: SyncConfig, error: PipelineStepFailed) -> str:
     """What stopped dlt's step, in words a terminal and a cron mail can show."""
     job = unwrap_load_job(error)
@@ -355,12 +371,25 @@ def database_failure_text(config: SyncConfig, cause: str) -> str:
     # DuckDB appends advice about SET statements the user cannot run here
     cause = redact(" ".join(cause.split()).split(" Possible solutions:")[0])[:400]
     if config.is_duckdb and "Out of Memory" in cause:
+        setting = config.run.duckdb_memory_limit
+        now = (
+            f"now auto, which tried up to {_last_auto_limit(config)}" if is_auto(setting)
+            else f"now {setting}"
+        )
         return (
             f"{DUCKDB_OUT_OF_MEMORY} ({cause}). Raise [quorum_sms] "
-            f"duckdb_memory_limit (now {config.run.duckdb_memory_limit}; "
+            f"duckdb_memory_limit ({now}; "
             "QUORUM_DUCKDB_MEMORY_LIMIT in the environment), say to twice that, and run again"
         )
     return cause
+
+
+def _last_auto_limit(config: SyncConfig) -> str:
+    """The ceiling of the last of a load's attempts under `auto`."""
+    limit = memory_limit_for(config.run.duckdb_memory_limit, config.database)
+    for _ in range(DUCKDB_LOAD_ATTEMPTS - 1):
+        limit = raised_limit(limit)
+    return limit
 
 
 def run_sync(
@@ -683,26 +712,37 @@ def _reject_activity(observer: SourceObserver) -> tuple[int, int, int]:
 
 
 def _load_and_clean_up(
-    config: SyncConfig, scope: CleanupScope, *, trace: bool = True
+    config: SyncConfig, scope: CleanupScope, notes: list[str], *, trace: bool = True
 ) -> CleanupScope:
     """Load the normalized window and clean up after it; the next window's clean-up scope.
 
+    `notes`: the run summary's notes, told when the load needed a larger memory ceiling.
     `trace`: see `loading_pipeline`.
     """
     if not config.is_duckdb:
         with loading_pipeline(config, trace=trace) as loading:
             loading.load()
             return _after_load(loading, config, scope)
+    limit = memory_limit_for(config.run.duckdb_memory_limit, config.database)
     for attempt in range(1, DUCKDB_LOAD_ATTEMPTS + 1):
-        with loading_pipeline(config, trace=trace) as loading:
+        with loading_pipeline(config, trace=trace, memory_limit=limit) as loading:
             try:
                 # one job at a time: the jobs share one DuckDB buffer pool, and the merges'
                 # deletes pin the blocks they scan (the events one 160-192 MB at 10M
                 # records), so two at once could run out of the ceiling
                 loading.load(workers=1)
             except PipelineStepFailed as error:
-                retry = isinstance(unwrap_load_job(error), LoadClientJobRetry)
-                if retry and attempt < DUCKDB_LOAD_ATTEMPTS:
+                job = unwrap_load_job(error)
+                if isinstance(job, LoadClientJobRetry) and attempt < DUCKDB_LOAD_ATTEMPTS:
+                    if is_auto(config.run.duckdb_memory_limit) and _out_of_memory(job):
+                        raised = raised_limit(limit)
+                        note = (
+                            f"DuckDB ran out of its memory ceiling ({limit}, "
+                            f"duckdb_memory_limit = auto) in the load: tried again at {raised}"
+                        )
+                        logger.warning(note)
+                        notes.append(note)  # list.append: safe from the load's thread
+                        limit = raised
                     continue  # the failed attempt's transaction goes with its connection
                 raise
             return _after_load(loading, config, scope)
@@ -815,12 +855,14 @@ def _sync(
                 retries += observer.client.stats.retries
             last = observer.read_to_end or index == len(windows) - 1
             if last or not config.run.load_beside_read:
-                scope = _load_and_clean_up(config, scope)
+                scope = _load_and_clean_up(config, scope, summary.notes)
                 delete_loaded_packages(pipeline)
                 if last:
                     break
             else:
-                loads.start(functools.partial(_load_and_clean_up, config, scope, trace=False))
+                loads.start(functools.partial(
+                    _load_and_clean_up, config, scope, summary.notes, trace=False
+                ))
             release_free_memory()  # the window's pages, before the next window
             # Later windows continue from the cursor the last one saved, without a lag: the
             # lag is for records committed late with an older `updated`, which the next run's

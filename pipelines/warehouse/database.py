@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from pipelines.errors import ConfigError
+from pipelines.warehouse.memory import memory_limit_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
@@ -24,7 +25,11 @@ _connection_defaults: dict[str, str | int] = {}
 
 
 def set_connection_defaults(*, memory_limit: str | None, threads: int | None) -> None:
-    """Cap DuckDB's memory and threads for every later `connect` in this process."""
+    """Cap DuckDB's memory and threads for every later `connect` in this process.
+
+    `memory_limit` may be `auto`: each connection then gets the ceiling its file's size calls
+    for (`pipelines.warehouse.memory`).
+    """
     _connection_defaults.clear()
     if memory_limit:
         _connection_defaults["memory_limit"] = memory_limit
@@ -56,6 +61,8 @@ def connect(
             **_connection_defaults,
             **({"threads": threads} if threads else {}),
         }
+        if "memory_limit" in config:
+            config["memory_limit"] = memory_limit_for(str(config["memory_limit"]), path)
         connection = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.Error as error:
         raise ConfigError(

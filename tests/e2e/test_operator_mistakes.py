@@ -19,6 +19,7 @@ from pipelines.cli import main
 from pipelines.lock import database_lock
 from pipelines.simulator import Faults
 from pipelines.sync import DUCKDB_LOAD_ATTEMPTS
+from pipelines.warehouse import memory
 from tests.e2e.test_interrupts import marts_digest
 from tests.e2e.test_sync import saved_cursor, sync, table_digest, to_utc
 from tests.e2e.truth import assert_warehouse_equals
@@ -210,4 +211,26 @@ def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
     code, output = sync(capsys, sim.base_url)
     assert code == 0, output
     assert "finished the load a previous run left pending" in output, output
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_succeeds(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    """With `duckdb_memory_limit = auto`, a load that runs out of the small ceiling is tried
+    again on a new connection at the larger one: the run succeeds, says so, loses nothing."""
+    sim = simulator_factory(n_records=2000)
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "auto")
+    assert sync(capsys, sim.base_url, "--no-models")[0] == 0
+    sim.world.advance(timedelta(hours=6))
+    sim.world.touch(fraction=0.2)
+
+    monkeypatch.setattr(memory, "SMALL_LIMIT", LOAD_OOM_CEILING)  # the one the test above fails at
+    code, output = sync(capsys, sim.base_url, "--no-models")
+    assert code == 0, output
+    text = " ".join(output.split())
+    assert (
+        f"DuckDB ran out of its memory ceiling ({LOAD_OOM_CEILING}, duckdb_memory_limit = auto) "
+        f"in the load: tried again at {memory.LARGE_LIMIT}"
+    ) in text, output
     assert_warehouse_equals(sync_env, sim.world.ground_truth())

@@ -1,0 +1,70 @@
+"""DuckDB's memory ceiling: fixed, or `auto` by the warehouse file's size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.warehouse import memory
+from pipelines.warehouse.database import connect, set_connection_defaults
+from pipelines.warehouse.memory import (
+    LARGE_FROM_BYTES,
+    LARGE_LIMIT,
+    SMALL_LIMIT,
+    memory_limit_for,
+    raised_limit,
+    size_bytes,
+)
+
+
+def test_a_fixed_setting_is_used_as_it_is(tmp_path: Path) -> None:
+    assert memory_limit_for("300MB", tmp_path / "none.duckdb") == "300MB"
+
+
+def test_auto_follows_the_size_of_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "first-sync.duckdb"
+    assert memory_limit_for("auto", missing) == SMALL_LIMIT
+    small = tmp_path / "small.duckdb"
+    small.write_bytes(b"x" * 4096)
+    assert memory_limit_for(" AUTO ", small) == SMALL_LIMIT
+    large = tmp_path / "large.duckdb"
+    with large.open("wb") as handle:  # sparse: no disk is used
+        handle.truncate(LARGE_FROM_BYTES)
+    assert memory_limit_for("auto", large) == LARGE_LIMIT
+
+
+def test_a_retry_gets_twice_the_ceiling_and_at_least_the_large_one() -> None:
+    assert raised_limit("8MB") == LARGE_LIMIT
+    assert raised_limit(SMALL_LIMIT) == LARGE_LIMIT
+    assert raised_limit(LARGE_LIMIT) == "512MB"
+    assert raised_limit("1.5GiB") == "3GiB"
+
+
+@pytest.mark.parametrize("text", ["128MB", "122MiB", "1GB", "1GiB", "1.5GB", "500KB"])
+def test_sizes_are_read_as_duckdb_reads_them(text: str) -> None:
+    with duckdb.connect(config={"memory_limit": text}) as connection:
+        connection.execute(f"set memory_limit = '{text}'")
+        shown = connection.execute("select current_setting('memory_limit')").fetchone()
+    with duckdb.connect(config={"memory_limit": f"{size_bytes(text)}B"}) as connection:
+        same = connection.execute("select current_setting('memory_limit')").fetchone()
+    assert shown == same
+
+
+def test_connections_of_the_process_open_with_the_auto_ceiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(database)).close()
+    set_connection_defaults(memory_limit="auto", threads=None)
+    try:
+        with connect(database, read_only=True) as connection:
+            small = connection.execute("select current_setting('memory_limit')").fetchone()
+        monkeypatch.setattr(memory, "LARGE_FROM_BYTES", 1)
+        with connect(database, read_only=True) as connection:
+            large = connection.execute("select current_setting('memory_limit')").fetchone()
+    finally:
+        set_connection_defaults(memory_limit=None, threads=None)
+    assert small == ("122.0 MiB",)  # 128MB, read as DuckDB's decimal megabytes
+    assert large == ("244.1 MiB",)
