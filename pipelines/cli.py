@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from pipelines.errors import QuorumSmsError
 from pipelines.interrupts import handled, interruption
+from pipelines.logs import install_one_line_dlt_errors
 from pipelines.private_files import set_owner_only_umask
 from pipelines.process_memory import tune_process_memory
 
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_process_memory()
     # before anything is created: the warehouse and dlt's folder hold personal data
     set_owner_only_umask()
+    install_one_line_dlt_errors()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

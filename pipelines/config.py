@@ -48,6 +48,7 @@ from pipelines.quorum.settings import (
     invalid_setting_message,
     setting,
 )
+from pipelines.warehouse.memory import setting_problem as memory_setting_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_SECTION = ("quorum_sms",)
@@ -387,6 +388,13 @@ def load_run_settings(
     if destination:
         run.destination = destination.strip()
     check_destination(run.destination)
+    wanted = memory_setting_problem(run.duckdb_memory_limit)
+    if wanted is not None:
+        # DuckDB's own refusal would come at the first connection, mid-run, in its words
+        raise ConfigError(
+            invalid_setting_message(RUN_SECTION[-1], "duckdb_memory_limit",
+                                    run.duckdb_memory_limit).replace("a valid value", wanted)
+        )
     return run, resolve_database(database, run.database, inspect=inspect)
 
 

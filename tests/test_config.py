@@ -63,6 +63,36 @@ def test_non_numeric_setting_is_a_config_error(monkeypatch, tmp_path):
         load_sync_config(base_url="https://x.example", database=str(tmp_path / "w.duckdb"))
 
 
+@pytest.mark.parametrize(
+    ("value", "wanted"),
+    [("lots", "auto or a size such as 256MB or 1GB"), ("0MB", "auto or a size of at least 8MB"),
+     ("7MB", "auto or a size of at least 8MB")],
+)
+def test_a_memory_ceiling_duckdb_cannot_use_is_refused_before_the_run(
+    monkeypatch, tmp_path, value, wanted
+):
+    """Before: `lots` failed at the first connection as a database `open in another process`,
+    and `0MB` with a traceback."""
+    monkeypatch.setenv("QUORUM_USERNAME", "u")
+    monkeypatch.setenv("QUORUM_API_KEY", "k" * 12)
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", value)
+    with pytest.raises(ConfigError) as raised:
+        load_sync_config(base_url="https://x.example", database=str(tmp_path / "w.duckdb"))
+    assert str(raised.value) == (
+        f"The setting quorum_sms.duckdb_memory_limit must be {wanted}, not {value!r}; fix it "
+        "in .dlt/config.toml or its environment variable (QUORUM_DUCKDB_MEMORY_LIMIT)."
+    )
+
+
+@pytest.mark.parametrize("value", ["auto", "Auto", "8MB", "256 MB", "1.5GiB"])
+def test_memory_ceilings_duckdb_reads_are_taken(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("QUORUM_USERNAME", "u")
+    monkeypatch.setenv("QUORUM_API_KEY", "k" * 12)
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", value)
+    config = load_sync_config(base_url="https://x.example", database=str(tmp_path / "w.duckdb"))
+    assert config.run.duckdb_memory_limit == value
+
+
 def test_every_setting_answers_to_its_quorum_name_above_dlts_own(monkeypatch, tmp_path):
     monkeypatch.setenv("QUORUM_USERNAME", "u")
     monkeypatch.setenv("QUORUM_API_KEY", "k" * 12)

@@ -35,6 +35,22 @@ def is_auto(setting: str | None) -> bool:
     return setting is not None and setting.strip().lower() == AUTO
 
 
+#: The smallest fixed ceiling taken: below a few MB DuckDB cannot run the run history's first
+#: query (0MB failed there), and a run must fail where its message names the setting.
+MINIMUM_BYTES = 8_000_000
+
+
+def setting_problem(setting: str) -> str | None:
+    """What is wrong with a `duckdb_memory_limit` value, or None when it can be used."""
+    if is_auto(setting):
+        return None
+    if _parse(setting) is None:
+        return "auto or a size such as 256MB or 1GB"
+    if size_bytes(setting) < MINIMUM_BYTES:
+        return "auto or a size of at least 8MB"
+    return None
+
+
 def memory_limit_for(setting: str, database: str | os.PathLike[str]) -> str:
     """The ceiling a connection to `database` opens with.
 

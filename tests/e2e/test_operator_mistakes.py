@@ -7,6 +7,7 @@ run lock; a run history that cannot be written never hides the run's own error.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipelines.cli import main
 from pipelines.lock import database_lock
@@ -184,8 +186,16 @@ def test_a_history_that_cannot_be_written_never_hides_the_error(sync_env, simula
     assert [row["status"] for row in history(sync_env)] == ["succeeded", "interrupted", "succeeded"]
 
 
+def _dlt_failure_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """dlt's log records of the failed load jobs, as its handlers format them."""
+    return [
+        record for record in caplog.records
+        if record.name == "dlt" and "Out of Memory" in record.getMessage()
+    ]
+
+
 def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
-    sync_env, simulator_factory, capsys, monkeypatch
+    sync_env, simulator_factory, capsys, monkeypatch, caplog
 ):
     """DuckDB out of memory in the load: retried on new connections (never on the one the
     failed attempt left in a half-done transaction), then one clear error naming the setting;
@@ -201,6 +211,12 @@ def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
     assert "load step: DuckDB ran out of its memory ceiling (Out of Memory Error" in output, output
     assert f"duckdb_memory_limit (now {LOAD_OOM_CEILING};" in output, output
     assert "Conflict" not in output, output
+    # dlt's ~90 lines of traceback per failed attempt come down to one line each
+    failures = _dlt_failure_records(caplog)
+    assert len(failures) >= 2 * DUCKDB_LOAD_ATTEMPTS, failures
+    for record in failures:
+        assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
+        assert record.getMessage().endswith(")") and "(Out of Memory Error:" in record.getMessage()
     # the job that failed waits for the next run (so may one never started, with 0 attempts);
     # dlt counts each job's attempts in its file name
     pending = list(Path(f"{sync_env}.dlt").glob("quorum_sms/load/normalized/*/new_jobs/*.sql"))
@@ -215,7 +231,7 @@ def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
 
 
 def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_succeeds(
-    sync_env, simulator_factory, capsys, monkeypatch
+    sync_env, simulator_factory, capsys, monkeypatch, caplog
 ):
     """With `duckdb_memory_limit = auto`, a load that runs out of the small ceiling is tried
     again on a new connection at the larger one: the run succeeds, says so, loses nothing."""
@@ -233,4 +249,7 @@ def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_s
         f"DuckDB ran out of its memory ceiling ({LOAD_OOM_CEILING}, duckdb_memory_limit = auto) "
         f"in the load: tried again at {memory.LARGE_LIMIT}"
     ) in text, output
+    failures = _dlt_failure_records(caplog)
+    assert failures, "the first attempt's failure was not logged"
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in failures), failures
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
