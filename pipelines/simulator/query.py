@@ -173,35 +173,51 @@ def select(
     Range conditions on the primary ordering key are answered by binary search; the rest by
     masks over what remains.
     """
-    key_field, desc = order[0] if order else ("id", False)
-    lo, hi = 0, len(rows)
-    remaining: list[Condition] = []
-    for cond in conditions:
-        narrow = (
-            cond.field == key_field
-            and cond.op in ("exact", "gt", "gte", "lt", "lte")
-            and (cond.field in INT_FIELDS or cond.field in TIME_FIELDS)
-            and cond.value is not None
-        )
-        if not narrow:
-            remaining.append(cond)
-            continue
-        value = -int(cond.value) if desc else int(cond.value)
-        op = cond.op
-        if desc:
-            op = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte"}.get(op, op)
-        if op in ("gt", "gte", "exact"):
-            at = np.searchsorted(primary, value, "right" if op == "gt" else "left")
-            lo = max(lo, int(at))
-        if op in ("lt", "lte", "exact"):
-            at = np.searchsorted(primary, value, "left" if op == "lt" else "right")
-            hi = min(hi, int(at))
+    key = order[0] if order else ("id", False)
+    lo, hi = span(primary, key, conditions)
+    remaining = [cond for cond in conditions if not _narrowable(cond, key[0])]
     selected = rows[lo:hi] if hi > lo else rows[:0]
     for cond in remaining:
         if not len(selected):
             break
         selected = selected[mask(cond, selected, values)]
     return selected
+
+
+def _narrowable(cond: Condition, field: str) -> bool:
+    """Whether `cond` is a range on `field` that a binary search on its ordering answers."""
+    return (
+        cond.field == field
+        and cond.op in ("exact", "gt", "gte", "lt", "lte")
+        and (field in INT_FIELDS or field in TIME_FIELDS)
+        and cond.value is not None
+    )
+
+
+def span(primary: I64, field_desc: tuple[str, bool], conditions: Sequence[Condition]
+         ) -> tuple[int, int]:
+    """The `[lo, hi)` of an ordering (primary key values `primary`) that its range
+    conditions leave: what `select` reads before its masks."""
+    field, desc = field_desc
+    lo, hi = 0, len(primary)
+    for cond in conditions:
+        if not _narrowable(cond, field):
+            continue
+        value = -int(cond.value) if desc else int(cond.value)
+        op = cond.op
+        if desc:
+            op = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte"}.get(op, op)
+        if op in ("gt", "gte", "exact"):
+            lo = max(lo, int(np.searchsorted(primary, value, "right" if op == "gt" else "left")))
+        if op in ("lt", "lte", "exact"):
+            hi = min(hi, int(np.searchsorted(primary, value, "left" if op == "lt" else "right")))
+    return lo, max(lo, hi)
+
+
+def in_order(rows: Rows, order: Order, values: Values) -> Rows:
+    """`rows` sorted by `order`, `id` breaking ties: as `sorted_rows` would list them."""
+    keys = full_keys(order)
+    return rows[np.lexsort([sort_key(field, desc, rows, values) for field, desc in reversed(keys)])]
 
 
 def mask(cond: Condition, rows: Rows, values: Values) -> npt.NDArray[np.bool_]:

@@ -359,9 +359,24 @@ class World:
     ) -> tuple[int, Rows]:
         """Select records: returns (total matching, the rows of the page)."""
         with self.lock:
-            rows, primary = query.sorted_rows(
-                self._state().base, tuple(order), self.values, self._sort_cache
-            )
+            base = self._state().base
+            rows, primary = query.sorted_rows(base, tuple(order), self.values, self._sort_cache)
+            key = order[0] if order else ("id", False)
+            lo, hi = query.span(primary, key, conditions)
+            # Like a database's planner: when a range on another indexed ordering leaves
+            # fewer rows (a bucket of one `updated` instant listed by id), read those rows
+            # from that ordering and sort them, instead of masking every row of this one.
+            for index in INDEXED_ORDERS:
+                if index[0][0] == key[0]:
+                    continue
+                by_index, index_primary = query.sorted_rows(
+                    base, index, self.values, self._sort_cache
+                )
+                index_lo, index_hi = query.span(index_primary, index[0], conditions)
+                if index_hi - index_lo < (hi - lo) // 4:
+                    found = query.select(by_index, index_primary, index, conditions, self.values)
+                    selected = query.in_order(found, tuple(order), self.values)
+                    return len(selected), selected[offset : offset + limit]
             selected = query.select(rows, primary, order, conditions, self.values)
             return len(selected), selected[offset : offset + limit]
 
