@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from pipelines.background import BackgroundStep
 from pipelines.config import SyncConfig
 from pipelines.errors import ConfigError, QuorumSmsError, SyncFailed
+from pipelines.logs import exception_words
 from pipelines.process_memory import release_free_memory
 from pipelines.quorum import (
     SourceObserver,
@@ -332,8 +332,6 @@ def unwrap(error: BaseException) -> BaseException:
 
 #: How `database_failure_text` starts when DuckDB ran out of memory.
 DUCKDB_OUT_OF_MEMORY = "DuckDB ran out of its memory ceiling"
-#: A traceback's exception line: `package.SomeError: the message`.
-_EXCEPTION_LINE = re.compile(r"^[\w.]+(?:Error|Exception): (.+)$")
 
 
 def unwrap_load_job(error: BaseException) -> BaseException | None:
@@ -355,8 +353,7 @@ def step_failure_text(config: SyncConfig, error: PipelineStepFailed) -> str:
         # the job's message is a whole traceback: the database's own words are on its last
         # exception line
         lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-        raised = [found.group(1) for line in lines if (found := _EXCEPTION_LINE.match(line))]
-        cause = raised[-1] if raised else lines[-1] if lines else message
+        cause = exception_words(message) or (lines[-1] if lines else message)
         what = f"the load job {getattr(job, 'job_id', '?')} failed: "
     else:
         cause, what = str(unwrap(error)), ""
