@@ -253,6 +253,7 @@ def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_s
     failures = _dlt_failure_records(caplog)
     assert failures, "the first attempt's failure was not logged"
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in failures), failures
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
 
 
 def test_out_of_memory_under_auto_names_the_ceilings_it_used(tmp_path, monkeypatch):
