@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.warehouse import database as database_module
 from pipelines.warehouse import memory
 from pipelines.warehouse.database import connect, set_connection_defaults
 from pipelines.warehouse.memory import (
@@ -57,14 +58,13 @@ def test_connections_of_the_process_open_with_the_auto_ceiling(
 ) -> None:
     database = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(database)).close()
+    # the process's defaults as they were come back after the test, whatever they were
+    monkeypatch.setattr(database_module, "_connection_defaults", {})
     set_connection_defaults(memory_limit="auto", threads=None)
-    try:
-        with connect(database, read_only=True) as connection:
-            small = connection.execute("select current_setting('memory_limit')").fetchone()
-        monkeypatch.setattr(memory, "LARGE_FROM_BYTES", 1)
-        with connect(database, read_only=True) as connection:
-            large = connection.execute("select current_setting('memory_limit')").fetchone()
-    finally:
-        set_connection_defaults(memory_limit=None, threads=None)
+    with connect(database, read_only=True) as connection:
+        small = connection.execute("select current_setting('memory_limit')").fetchone()
+    monkeypatch.setattr(memory, "LARGE_FROM_BYTES", 1)
+    with connect(database, read_only=True) as connection:
+        large = connection.execute("select current_setting('memory_limit')").fetchone()
     assert small == ("122.0 MiB",)  # 128MB, read as DuckDB's decimal megabytes
     assert large == ("244.1 MiB",)
