@@ -35,7 +35,7 @@ models' changes. Everything runs inside the runner's one transaction.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,11 +87,18 @@ class Plan:
 
 @dataclass
 class TableBuild:
-    """How one table model was built: whole, or these key columns recomputed."""
+    """How one table model was built: whole, or these key columns recomputed.
+
+    `rows_table` (incremental only) holds the model's rows of the recomputed keys after the
+    build: the publisher inserts them from there instead of finding them again in the model,
+    which at scale is a read of every block of every column (the keys are spread over the
+    whole history).
+    """
 
     relation: str
     mode: str
     key_tables: dict[str, str] = field(default_factory=dict)
+    rows_table: str | None = None
 
 
 def fingerprint(models: Iterable[Model]) -> str:
@@ -254,29 +261,33 @@ def record_build(
 def _record_tables(warehouse: Warehouse, build_id: int, tables: list[TableBuild]) -> None:
     """Keep how each published table was built and its recomputed keys, for the publisher."""
     for name in warehouse.table_names(BOOKKEEPING_SCHEMA):
-        if name.startswith("model_build_keys__"):
+        if name.startswith(("model_build_keys__", "model_build_rows__")):
             warehouse.execute(f"drop table {BOOKKEEPING_SCHEMA}.{name}")
     warehouse.execute(f"drop table if exists {BUILD_TABLES_TABLE}")
     warehouse.execute(
         f"create table {BUILD_TABLES_TABLE} (build_id bigint, relation varchar, "
-        "mode varchar, key_column varchar, key_table varchar)"
+        "mode varchar, key_column varchar, key_table varchar, rows_table varchar)"
     )
     for table in tables:
         if not table.relation.startswith(f"{MARTS_SCHEMA}."):
             continue
         if table.mode != "incremental":
             warehouse.execute(
-                f"insert into {BUILD_TABLES_TABLE} values (?, ?, 'full', null, null)",
+                f"insert into {BUILD_TABLES_TABLE} values (?, ?, 'full', null, null, null)",
                 [build_id, table.relation],
             )
             continue
+        name = table.relation.split(".", 1)[1]
+        rows: str | None = None
+        if table.rows_table is not None:
+            rows = f"{BOOKKEEPING_SCHEMA}.model_build_rows__{name}"
+            warehouse.execute(f"create table {rows} as select * from {table.rows_table}")
         for column, temp in table.key_tables.items():
-            name = table.relation.split(".", 1)[1]
             kept = f"{BOOKKEEPING_SCHEMA}.model_build_keys__{name}__{column}"
             warehouse.execute(f"create table {kept} as select {column} from {temp}")
             warehouse.execute(
-                f"insert into {BUILD_TABLES_TABLE} values (?, ?, 'incremental', ?, ?)",
-                [build_id, table.relation, column, kept],
+                f"insert into {BUILD_TABLES_TABLE} values (?, ?, 'incremental', ?, ?, ?)",
+                [build_id, table.relation, column, kept, rows],
             )
 
 
@@ -334,13 +345,14 @@ class IncrementalBuild:
             if key_tables is None:
                 self.tables.append(TableBuild(model.relation, "full"))
                 return False
-            self._maintain_additive(model, key, key_tables, tables[0], inputs)
-            self.tables.append(TableBuild(model.relation, "incremental", key_tables))
+            rows = self._maintain_additive(model, key, key_tables, tables[0], inputs)
+            self.tables.append(TableBuild(model.relation, "incremental", key_tables, rows))
             return True
         if not tables and key.together_reads and key.column == ROOT_KEY:
-            narrow = self._recompute_together(model, key, inputs)
-            if narrow is not None:
-                self.tables.append(TableBuild(model.relation, "incremental", narrow))
+            together = self._recompute_together(model, key, inputs)
+            if together is not None:
+                narrow, rows = together
+                self.tables.append(TableBuild(model.relation, "incremental", narrow, rows))
                 return True
         if tables:
             key_tables = self._keys_from_inputs(model, key, tables)
@@ -349,8 +361,8 @@ class IncrementalBuild:
         if key_tables is None:
             self.tables.append(TableBuild(model.relation, "full"))
             return False
-        self._recompute(model, key, key_tables, inputs)
-        self.tables.append(TableBuild(model.relation, "incremental", key_tables))
+        rows = self._recompute(model, key, key_tables, inputs)
+        self.tables.append(TableBuild(model.relation, "incremental", key_tables, rows))
         return True
 
     def drop_temporaries(self) -> None:
@@ -404,7 +416,8 @@ class IncrementalBuild:
 
     def _recompute(
         self, model: Model, key: UniqueKey, key_tables: dict[str, str], inputs: list[str]
-    ) -> None:
+    ) -> str:
+        """Recompute the keys' rows; the temporary table holding their new rows."""
         target = model.relation
         chosen = self._chosen(key, key_tables)
         self.recomputed[target] = chosen
@@ -412,6 +425,7 @@ class IncrementalBuild:
         self._temporary(old, f"select * from {target} where {chosen}")
         new = self._replace_keys(model, key, key_tables, inputs)
         self._record_delta(model, old, f"select * from {new}")
+        return new
 
     def _chosen(self, key: UniqueKey, key_tables: dict[str, str]) -> str:
         """The predicate choosing the rows of the key tables' keys."""
@@ -472,15 +486,16 @@ class IncrementalBuild:
 
     def _recompute_together(
         self, model: Model, key: UniqueKey, inputs: list[str]
-    ) -> dict[str, str] | None:
+    ) -> tuple[dict[str, str], str] | None:
         """Recompute the changed records; refresh only the group columns of their groups.
 
         The changed records are computed from their input rows. The other rows of their
         groups (a supporter's unchanged records) are fed to the same query from the model's
         own `together_reads` columns (narrow, instead of every input column of the history),
         and only their `together_writes` columns are taken from the result; rows whose
-        group columns did not change are left alone. None when no input carries the key,
-        the group and every `together_reads` column (then the whole group is recomputed).
+        group columns did not change are left alone. Returns the recomputed keys' table and
+        the temporary table of their new rows; None when no input carries the key, the group
+        and every `together_reads` column (then the whole group is recomputed).
         """
         target, group = model.relation, key.together_by
         carried = [ROOT_KEY, group, *key.together_reads]
@@ -516,13 +531,30 @@ class IncrementalBuild:
         # steps below need of them (the carried and the written columns): the model's query
         # refers to its inputs several times, and every reference to the target would be
         # another scan of the whole history
-        kept_columns = dict.fromkeys([*carried, *key.together_writes])
-        self._temporary(
-            others,
-            f"select {', '.join(kept_columns)} from {target} as t "
-            f"where {group} in (select {group} from {groups}) and not {changed}"
-            + (f" and {near('t', 2)}" if near else ""),
-        )
+        kept_columns = ", ".join(dict.fromkeys([*carried, *key.together_writes]))
+        in_groups = f"{group} in (select {group} from {groups}) and not {changed}"
+        if near is not None and self.warehouse.dialect == "duckdb":
+            # First where those rows are, from the three columns the conditions name, joined
+            # with the changes' times (as `exists`, DuckDB groups every row of the groups
+            # first); then the kept columns of just those rows. The rows are scattered over
+            # the whole history: every column read costs a pass over all of its blocks.
+            places = f"incr_places_{model.name}"
+            self._temporary(
+                places,
+                f"select distinct t.rowid as place from {target} as t {near.join('t', 2)} "
+                f"where t.{in_groups}",
+            )
+            self._temporary(
+                others,
+                f"select {kept_columns} from {target} "
+                f"where rowid in (select place from {places})",
+            )
+        else:
+            self._temporary(
+                others,
+                f"select {kept_columns} from {target} as t where {in_groups}"
+                + (f" and {near.predicate('t', 2)}" if near else ""),
+            )
         self.group_rows[target] = self._count(others)
         # the other rows as the carrier's rows: the model's own values of the carried
         # columns, NULL for the rest (typed by the union's first branch)
@@ -548,7 +580,7 @@ class IncrementalBuild:
             f"on t.{ROOT_KEY} = c.{ROOT_KEY} where ({differs})"
             # a row fed from farther than one span lacked some of its own neighbours: its
             # result is not trusted, and it cannot have moved anyway
-            + (f" and {near('t', 1)}" if near else ""),
+            + (f" and {near.predicate('t', 1)}" if near else ""),
         )
         keys = f"incr_keys_{model.name}_{ROOT_KEY}"
         self._temporary(
@@ -573,12 +605,10 @@ class IncrementalBuild:
         )
         self.warehouse.execute(f"insert into {target} ({listed}) select {listed} from {new}")
         self._record_delta(model, old, f"select * from {new}")
-        return {ROOT_KEY: keys}
+        return {ROOT_KEY: keys}, new
 
-    def _near_changes(
-        self, model: Model, key: UniqueKey, rows: dict[str, str]
-    ) -> Callable[[str, int], str]:
-        """A predicate factory: rows of a group near a changed record's old or new time.
+    def _near_changes(self, model: Model, key: UniqueKey, rows: dict[str, str]) -> _Near:
+        """The rows of a group near a changed record's old or new time.
 
         With `-- together_within: c N hours`, a change at time T can only move the group
         columns of rows within N hours of T, and computing a row needs the rows within N
@@ -602,23 +632,14 @@ class IncrementalBuild:
             f"select {group}, {column} from {alone} "
             f"where {group} is not null and {column} is not null",
         )
-
-        def near(alias: str, spans: int) -> str:
-            # one second more, so an inclusive bound of the model (<= T + N hours) is inside
-            reach = f"interval '{spans * hours * 3600 + 1} seconds'"
-            return (
-                f"exists (select 1 from {times} as n where n.near_group = {alias}.{group} and "
-                f"{alias}.{column} between n.near_time - {reach} and n.near_time + {reach})"
-            )
-
-        return near
+        return _Near(times, group, column, hours)
 
     # -- additive maintenance ---------------------------------------------------------------
 
     def _maintain_additive(
         self, model: Model, key: UniqueKey, key_tables: dict[str, str], source: str,
         inputs: list[str],
-    ) -> None:
+    ) -> str:
         """Add the input's new rows to the model's sums and subtract its old rows.
 
         The model's query runs twice on the changed rows only: over the source's added
@@ -626,6 +647,7 @@ class IncrementalBuild:
         for the sums, the least/greatest of old and added for the min/max columns; a key whose
         removed rows may have held its min or max (and whose added rows do not restore it) is
         recomputed from its input rows. Keys whose row count falls to 0 lose their row.
+        Returns the temporary table of the keys' rows after the build.
         """
         additive = key.additive
         assert additive is not None
@@ -690,7 +712,10 @@ class IncrementalBuild:
             self._replace_keys(model, key, lost_keys, inputs)
         # the rows of the keys were written in two steps (merged, then the lost ones): read
         # them back (this model's table is small: one row per key)
-        self._record_delta(model, old, f"select * from {target} where {chosen}")
+        final = f"incr_final_{model.name}"
+        self._temporary(final, f"select * from {target} where {chosen}")
+        self._record_delta(model, old, f"select * from {final}")
+        return final
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -729,6 +754,36 @@ class IncrementalBuild:
     def _count(self, relation: str) -> int:
         result = self.warehouse.query(f"select count(*) from {relation}")
         return int(result.rows[0][0]) if result.rows else 0
+
+
+@dataclass(frozen=True)
+class _Near:
+    """Conditions on a group's rows near the changes' times (`together_within`).
+
+    `times` holds a (near_group, near_time) row per change; a row is within `spans` spans
+    of `hours` of a change of its group.
+    """
+
+    times: str
+    group: str
+    column: str
+    hours: int
+
+    def _within(self, alias: str, spans: int) -> str:
+        # one second more, so an inclusive bound of the model (<= T + N hours) is inside
+        reach = f"interval '{spans * self.hours * 3600 + 1} seconds'"
+        return (
+            f"n.near_group = {alias}.{self.group} and "
+            f"{alias}.{self.column} between n.near_time - {reach} and n.near_time + {reach}"
+        )
+
+    def predicate(self, alias: str, spans: int) -> str:
+        """A condition on the rows of `alias`: near a change of their group."""
+        return f"exists (select 1 from {self.times} as n where {self._within(alias, spans)})"
+
+    def join(self, alias: str, spans: int) -> str:
+        """An inner join giving each row of `alias` once per change it is near."""
+        return f"inner join {self.times} as n on {self._within(alias, spans)}"
 
 
 def _member(column: str, key_table: str, with_null: bool = True) -> str:

@@ -34,7 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -72,6 +72,9 @@ class _Increment:
     base_bytes: int
     #: mart -> (key column, the warehouse table holding the recomputed keys)
     keyed: dict[str, tuple[str, str]]
+    #: mart -> the warehouse table holding its rows of those keys after the build (builds
+    #: that kept them); the rows are inserted from there, not looked up in the mart again
+    rows: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -359,19 +362,33 @@ def _increment_for(database: duckdb.DuckDBPyConnection, target: Path) -> _Increm
     base_bytes = int(recorded[4])
     if stat.st_size > max(MAX_GROWTH * base_bytes, base_bytes + GROWTH_ALLOWANCE):
         return None
+    # a build by an earlier version kept no rows tables (its bookkeeping lacks the column)
+    kept_rows = "rows_table" in {
+        str(row[0]) for row in database.execute(
+            "select column_name from information_schema.columns "
+            "where table_catalog = ? and table_schema = ? and table_name = ?",
+            [source, BOOKKEEPING_SCHEMA, BUILD_TABLES_TABLE.split(".", 1)[1]],
+        ).fetchall()
+    }
     rows = database.execute(
-        f"select relation, mode, key_column, key_table from {BUILD_TABLES_TABLE} "
+        f"select relation, mode, key_column, key_table, "
+        f"{'rows_table' if kept_rows else 'null'} from {BUILD_TABLES_TABLE} "
         "where build_id = ?",
         [build_id],
     ).fetchall()
     keyed = {
         str(relation).split(".", 1)[1]: (str(column), str(table))
-        for relation, mode, column, table in rows
+        for relation, mode, column, table, _ in rows
         if mode == "incremental"
     }
     if not keyed:
         return None  # a full build: every mart is new, a fresh copy is cheaper
-    return _Increment(build_id, target, found, base_bytes, keyed)
+    new_rows = {
+        str(relation).split(".", 1)[1]: str(kept)
+        for relation, mode, _, _, kept in rows
+        if mode == "incremental" and kept is not None
+    }
+    return _Increment(build_id, target, found, base_bytes, keyed, new_rows)
 
 
 def _write_increment(
@@ -403,7 +420,12 @@ def _write_increment(
                 column, keys = increment.keyed[table]
                 chosen = _member(database, column, f'"{source}".{keys}')
                 database.execute(f"delete from {mine} where {chosen}")
-                database.execute(f"insert into {mine} select * from {theirs} where {chosen}")
+                if table in increment.rows:
+                    database.execute(
+                        f'insert into {mine} select * from "{source}".{increment.rows[table]}'
+                    )
+                else:
+                    database.execute(f"insert into {mine} select * from {theirs} where {chosen}")
             else:
                 database.execute(f"create or replace table {mine} as select * from {theirs}")
             row = database.execute(f"select count(*) from {mine}").fetchone()

@@ -159,6 +159,60 @@ def test_full_refresh_and_changed_model_files_rebuild_everything(
     assert build_models(sync_env).mode == "full"  # back to the project's files: changed again
 
 
+def test_the_publisher_inserts_the_build_s_kept_rows_and_copes_without_them(
+    sync_env: Path, simulator_factory, capsys, tmp_path: Path
+) -> None:
+    sim = simulator_factory(n_records=1200)
+    published = default_publish_path(sync_env)
+    assert cli(capsys, "sync", "--base-url", sim.base_url)[0] == 0
+
+    # night 1: the build keeps the new rows of the keys it recomputed, and publishing takes
+    # them from there (marked here, so the published file shows where its rows came from)
+    sim.world.advance(timedelta(hours=12))
+    sim.world.touch(fraction=0.02)
+    assert cli(capsys, "sync", "--base-url", sim.base_url, "--no-models")[0] == 0
+    assert build_models(sync_env).mode == "incremental"
+    kept = "quorum_ops.model_build_rows__fct_sms_message"
+    keys = "quorum_ops.model_build_keys__fct_sms_message__sendsms_id"
+    with duckdb.connect(str(sync_env)) as connection:
+        assert connection.execute(
+            f"select * from {kept} except select * from analytics.fct_sms_message "
+            f"where sendsms_id in (select sendsms_id from {keys})"
+        ).fetchall() == []
+        assert connection.execute(
+            f"select count(*) from analytics.fct_sms_message "
+            f"where sendsms_id in (select sendsms_id from {keys})"
+        ).fetchone() == connection.execute(f"select count(*) from {kept}").fetchone()
+        marked = connection.execute(
+            f"update {kept} set campaign_description = 'from the kept rows' "
+            "returning sendsms_id"
+        ).fetchall()
+    assert marked
+    result = publish_analytics(sync_env, published)
+    assert result.incremental
+    with duckdb.connect(str(published), read_only=True) as connection:
+        shown = connection.execute(
+            "select sendsms_id from analytics.fct_sms_message "
+            "where campaign_description = 'from the kept rows'"
+        ).fetchall()
+    assert sorted(shown) == sorted(marked)
+    # publishing the same build again copies the marts whole: the marks are gone
+    assert not publish_analytics(sync_env, published).incremental
+
+    # night 2: bookkeeping written before builds kept rows (no rows_table column): the
+    # publisher reads the recomputed keys' rows from the marts, and the file is still right
+    sim.world.advance(timedelta(hours=12))
+    sim.world.touch(fraction=0.02)
+    assert cli(capsys, "sync", "--base-url", sim.base_url, "--no-models")[0] == 0
+    assert build_models(sync_env).mode == "incremental"
+    with duckdb.connect(str(sync_env)) as connection:
+        connection.execute("alter table quorum_ops.model_build_tables drop column rows_table")
+    assert publish_analytics(sync_env, published).incremental
+    copy, copy_published = full_rebuild_of(sync_env, tmp_path / "night2")
+    assert_same_tables(sync_env, copy)
+    assert_same_tables(published, copy_published)
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
