@@ -311,6 +311,8 @@ class IncrementalBuild:
         self.recomputed: dict[str, str] = {}
         #: relation -> rows of the changed records' groups fed from the model's own columns
         self.group_rows: dict[str, int] = {}
+        #: relation -> the columns its old rows were read with (the rest NULL)
+        self.visible: dict[str, list[str]] = {}
 
     def detect_changes(self) -> int:
         """Collect the ids of the records changed since the last build; return their count."""
@@ -421,8 +423,7 @@ class IncrementalBuild:
         target = model.relation
         chosen = self._chosen(key, key_tables)
         self.recomputed[target] = chosen
-        old = f"incr_old_{model.name}"
-        self._temporary(old, f"select * from {target} where {chosen}")
+        old = self._old_rows(model, chosen)
         new = self._replace_keys(model, key, key_tables, inputs)
         self._record_delta(model, old, f"select * from {new}")
         return new
@@ -474,6 +475,10 @@ class IncrementalBuild:
         target = model.relation
         if not self.readers.get(target):
             return
+        visible = self.visible.get(target)
+        if visible is not None:
+            # the old rows hold only the columns the readers name: compare like with like
+            new = f"select {self._narrowed(target, visible)} from ({new}) as incr_rows"
         added, removed = self._added_name(target), self._removed_name(target)
         self._temporary(added, f"{new} except select * from {old}")
         self._temporary(removed, f"select * from {old} except {new}")
@@ -481,6 +486,64 @@ class IncrementalBuild:
             self._delta_name(target), f"select * from {added} union all select * from {removed}"
         )
         self.with_changes.add(target)
+
+    def _old_rows(self, model: Model, chosen: str) -> str:
+        """The target's rows of the chosen keys before this build, for the readers' delta.
+
+        Only the columns some reader names are read, the others are left NULL (and the new
+        rows are compared the same way, `_record_delta`): the keys are scattered over the
+        whole history, so every column read costs a pass over all of its blocks. Without
+        readers nothing is read. Returns the temporary table's name.
+        """
+        target = model.relation
+        old = f"incr_old_{model.name}"
+        visible = self._visible_columns(model) if self.readers.get(target) else []
+        if visible is None:
+            self._temporary(old, f"select * from {target} where {chosen}")
+            return old
+        self.visible[target] = visible
+        self._empty_like(target, old)
+        if visible:
+            listed = ", ".join(visible)
+            self.warehouse.execute(
+                f"insert into {old} ({listed}) select {listed} from {target} where {chosen}"
+            )
+        return old
+
+    def _visible_columns(self, model: Model) -> list[str] | None:
+        """The model's columns its readers name, with its key; None when that is all of them.
+
+        A change in a column no reader names moves nothing downstream. The key columns (and
+        `grain`) keep the rows distinct, so the set differences of the delta lose none.
+        """
+        target = model.relation
+        columns = _columns(self.warehouse, target)
+        named: set[str] = {"grain"} if model.unique_key and model.unique_key.grains else set()
+        if model.unique_key is not None:
+            named.update(model.unique_key.columns)
+            if model.unique_key.additive is not None:
+                named.update(model.unique_key.additive.group)
+        for relation in self.readers.get(target, []):
+            reader = self.models[relation]
+            found = referenced_columns(reader.sql, reader.path, target)
+            if found is None:
+                return None
+            named |= found
+        visible = [c for c in columns if c in named]
+        return None if len(visible) == len(columns) else visible
+
+    def _narrowed(self, target: str, visible: list[str]) -> str:
+        """The select list of the target's columns with the invisible ones a typed NULL."""
+        schema, name = target.split(".", 1)
+        types = dict(self.warehouse.query(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).rows)
+        return ", ".join(
+            c if c in visible else f"cast(null as {types[c]}) as {c}"
+            for c in _columns(self.warehouse, target)
+        )
 
     # -- group columns from the model's own rows -------------------------------------------
 
@@ -588,8 +651,17 @@ class IncrementalBuild:
         )
         chosen = _member(ROOT_KEY, keys, with_null=False)
         self.recomputed[target] = chosen
-        old = f"incr_old_{model.name}"
-        self._temporary(old, f"select * from {target} where {chosen}")
+        old = self._old_rows(model, chosen)
+        # a moved row keeps every column but the written ones: read it whole (a night's
+        # changes seldom move another record's group columns; then nothing is read)
+        moved_rows = f"incr_moved_rows_{model.name}"
+        if self._count(moved):
+            self._temporary(
+                moved_rows,
+                f"select * from {target} where {ROOT_KEY} in (select {ROOT_KEY} from {moved})",
+            )
+        else:
+            self._empty_like(target, moved_rows)
         self.warehouse.execute(f"delete from {target} where {chosen}")
         listed = ", ".join(own)
         refreshed = ", ".join(
@@ -600,8 +672,8 @@ class IncrementalBuild:
         new = self._empty_like(target, f"incr_new_{model.name}")
         self.warehouse.execute(
             f"insert into {new} ({listed}) select {listed} from {computed} where {changed} "
-            f"union all select {refreshed} from {old} as o inner join {computed} as c "
-            f"on c.{ROOT_KEY} = o.{ROOT_KEY} where o.{ROOT_KEY} in (select {ROOT_KEY} from {moved})"
+            f"union all select {refreshed} from {moved_rows} as o inner join {computed} as c "
+            f"on c.{ROOT_KEY} = o.{ROOT_KEY}"
         )
         self.warehouse.execute(f"insert into {target} ({listed}) select {listed} from {new}")
         self._record_delta(model, old, f"select * from {new}")

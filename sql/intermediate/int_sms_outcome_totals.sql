@@ -8,7 +8,22 @@
 -- records (or their min/max send time), so a nightly build adds the changed records' new
 -- versions and subtracts their old ones instead of recounting every record of a key.
 with records as (
-    select * from analytics.fct_sms_message
+    select
+        bulk_sms_id,
+        send_date,
+        associated_number,
+        direction,
+        archived,
+        is_message,
+        status,
+        status_category,
+        segments,
+        opens,
+        is_opened,
+        converted,
+        replies,
+        send_time
+    from analytics.fct_sms_message
 ),
 
 aggregated as (
