@@ -582,14 +582,22 @@ class IncrementalBuild:
                 rows[relation],
                 f"select {', '.join(kept)} from {relation} where {self._changed_in_view()}",
             )
+        # the changed records' group and time as the target holds them, read once for both
+        # the groups and the changes' times (each read of the target's scattered rows passes
+        # over all the blocks of the columns it takes)
+        placed = f"incr_placed_{model.name}"
+        placing = [group] + ([key.together_within[0]] if key.together_within else [])
+        self._temporary(
+            placed, f"select {', '.join(dict.fromkeys(placing))} from {target} where {changed}"
+        )
         groups, others = f"incr_groups_{model.name}", f"incr_others_{model.name}"
         self._temporary(groups, " union ".join(
-            [f"select {group} from {target} where {changed} and {group} is not null"] + [
+            [f"select {group} from {placed} where {group} is not null"] + [
                 f"select {group} from {table} where {group} is not null"
                 for relation, table in rows.items() if group in _columns(self.warehouse, relation)
             ]
         ))
-        near = self._near_changes(model, key, rows) if key.together_within else None
+        near = self._near_changes(model, key, rows, placed) if key.together_within else None
         # the other rows of those groups, read from the target once with everything the
         # steps below need of them (the carried and the written columns): the model's query
         # refers to its inputs several times, and every reference to the target would be
@@ -679,28 +687,30 @@ class IncrementalBuild:
         self._record_delta(model, old, f"select * from {new}")
         return {ROOT_KEY: keys}, new
 
-    def _near_changes(self, model: Model, key: UniqueKey, rows: dict[str, str]) -> _Near:
+    def _near_changes(
+        self, model: Model, key: UniqueKey, rows: dict[str, str], placed: str
+    ) -> _Near:
         """The rows of a group near a changed record's old or new time.
 
         With `-- together_within: c N hours`, a change at time T can only move the group
         columns of rows within N hours of T, and computing a row needs the rows within N
         hours of it: so the rows within 2N hours are fed to the query, and only those within
         N may be rewritten. The changed records' new times come from the query run over
-        their own rows alone (the column may be computed, like fct's send_time).
+        their own rows alone (the column may be computed, like fct's send_time), the old
+        ones from `placed` (their group and time as the target holds them).
         """
         assert key.together_within is not None
         column, hours = key.together_within
-        group, target = key.together_by, model.relation
+        group = key.together_by
         alone = f"incr_alone_{model.name}"
         queries = {relation: f"select * from {table}" for relation, table in rows.items()}
         replaced = replace_inputs(model.sql, model.path, queries)
         self._temporary(alone, compile_sql(replaced, self.warehouse.dialect, model.path))
         times = f"incr_times_{model.name}"
-        changed = f"{ROOT_KEY} in (select {ROOT_KEY} from incr_changed)"
         self._temporary(
             times,
-            f"select {group} as near_group, {column} as near_time from {target} where {changed} "
-            f"and {group} is not null and {column} is not null union "
+            f"select {group} as near_group, {column} as near_time from {placed} "
+            f"where {group} is not null and {column} is not null union "
             f"select {group}, {column} from {alone} "
             f"where {group} is not null and {column} is not null",
         )
