@@ -29,7 +29,10 @@ every input relation that has the key column replaced by `(select * from input w
 K)`, keeping only output rows of K. That is exact when a row of key k depends only on input
 rows of key k (and on inputs without the key column, read whole): what `unique_key` asserts.
 The rows that really changed (old and new versions, `except` both ways) are the next
-models' changes. Everything runs inside the runner's one transaction.
+models' changes; the old versions are read with only the columns the readers name (and the
+key), since a change elsewhere moves nothing downstream. The new rows of a mart's keys are
+kept for the publisher (`quorum_ops.model_build_rows__<mart>`). Everything runs inside the
+runner's one transaction.
 """
 
 from __future__ import annotations
