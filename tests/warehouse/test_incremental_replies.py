@@ -6,8 +6,9 @@ columns move are rewritten. A night brings a reply to an old message, archives a
 message (its reply moves to an older one), deletes an inbound text at the source, moves a
 message's send time with a late event (an earlier text now answers it) and touches a
 supporter whose replies stay as they were. A supporter's exchange weeks before the night is
-not read at all (`-- together_within: send_time 72 hours`). Real DuckDB files and a real
-PostgreSQL database, each compared with a rebuild from scratch.
+not read at all (`-- together_within: send_time 72 hours`), while a message 100 hours before a
+change is (its reply, 40 hours before the change, is recomputed and must still find it). Real
+DuckDB files and a real PostgreSQL database, each compared with a rebuild from scratch.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from tests.warehouse.rawdata import (
 from tests.warehouse.test_engines import assert_same, snapshot
 
 #: records the second night loads again (new or updated) and records with a late event
-NIGHT_TWO_RECORDS = {2, 7, 20}
+NIGHT_TWO_RECORDS = {2, 7, 20, 42}
 NIGHT_TWO_EVENTS = {5}
 #: records whose reply columns the night moves although they did not change themselves
 MOVED = {1, 3, 4, 21, 23}
 #: the unchanged records of the night's supporters within 2 x 72 hours of a change: fed to
-#: the query from fct's own columns (30 and 31, 400 hours earlier, are not)
-NEAR_OTHERS = {1, 3, 21, 4, 23, 6, 24}
+#: the query from fct's own columns (30 and 31, 400 hours earlier, are not; 40, 100 hours
+#: before the change to 42, is: its reply 41 lies within 72 hours of that change)
+NEAR_OTHERS = {1, 3, 21, 4, 23, 6, 24, 40, 41}
 
 
 def unsent(row: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +58,10 @@ def first_night() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         # supporter 1's exchange weeks earlier: far from every change of the second night
         sms(30, status="delivered", campaign=13, supporter=1, send_time=at(-400)),
         sms(31, status="received", direction="inbound", supporter=1, send_time=at(-399)),
+        # supporter 6: a reply 60 hours after its message, both days before the night's change
+        sms(40, status="delivered", campaign=14, supporter=6, send_time=at(-100)),
+        sms(41, status="received", direction="inbound", supporter=6, send_time=at(-40)),
+        sms(42, status="delivered", campaign=14, supporter=6, send_time=at(0)),
     ]
     return messages, [event(5, "queued", at(1))]
 
@@ -70,6 +76,8 @@ def second_night() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 deleted=True),
         # opened: supporter 5's replies stay as they were
         7: sms(7, status="delivered", campaign=12, supporter=5, send_time=at(-20), opens=1),
+        # opened: supporter 6's reply 41 is near this change, its message 40 only near 41
+        42: sms(42, status="delivered", campaign=14, supporter=6, send_time=at(0), opens=1),
     }
     messages = [changed.get(row["id"], row) for row in messages]
     # a reply, ten hours later, to an old message nothing else touched
@@ -127,6 +135,7 @@ def test_replies_follow_the_nights_changes_without_rereading_the_supporters_hist
     assert after[23] == (5, 0) and after[5] == (None, 1)  # the late event moved 5 earlier
     assert after[24] == (6, 0) and after[6] == (None, 1)  # supporter 5: as before
     assert after[31] == (30, 0) and after[30] == (None, 1)  # weeks earlier: as before
+    assert after[41] == (40, 0) and after[40] == (None, 1)  # found beyond 72 hours: as before
     # only the supporters' records near a change were read from fct (not 30 and 31)
     assert result.group_rows == {"analytics.fct_sms_message": len(NEAR_OTHERS)}
     # the changed records (22 deleted, 5 by its event) and the moved ones; 6 and 24 kept
