@@ -159,18 +159,30 @@ def test_full_refresh_and_changed_model_files_rebuild_everything(
     assert build_models(sync_env).mode == "full"  # back to the project's files: changed again
 
 
+def synced_world(simulator_factory, capsys: pytest.CaptureFixture[str]) -> Any:
+    """A 1,200-record simulator, synced once with models and publishing."""
+    sim = simulator_factory(n_records=1200)
+    assert cli(capsys, "sync", "--base-url", sim.base_url)[0] == 0
+    return sim
+
+
+def load_a_night(sim: Any, capsys: pytest.CaptureFixture[str]) -> list[int]:
+    """Twelve hours pass, 2 % of the records are touched, synced without models; the ids."""
+    sim.world.advance(timedelta(hours=12))
+    touched: list[int] = sim.world.touch(fraction=0.02)
+    assert cli(capsys, "sync", "--base-url", sim.base_url, "--no-models")[0] == 0
+    return touched
+
+
 def test_the_publisher_inserts_the_build_s_kept_rows_and_copes_without_them(
     sync_env: Path, simulator_factory, capsys, tmp_path: Path
 ) -> None:
-    sim = simulator_factory(n_records=1200)
+    sim = synced_world(simulator_factory, capsys)
     published = default_publish_path(sync_env)
-    assert cli(capsys, "sync", "--base-url", sim.base_url)[0] == 0
 
     # night 1: the build keeps the new rows of the keys it recomputed, and publishing takes
     # them from there (marked here, so the published file shows where its rows came from)
-    sim.world.advance(timedelta(hours=12))
-    sim.world.touch(fraction=0.02)
-    assert cli(capsys, "sync", "--base-url", sim.base_url, "--no-models")[0] == 0
+    load_a_night(sim, capsys)
     assert build_models(sync_env).mode == "incremental"
     kept = "quorum_ops.model_build_rows__fct_sms_message"
     keys = "quorum_ops.model_build_keys__fct_sms_message__sendsms_id"
@@ -201,9 +213,7 @@ def test_the_publisher_inserts_the_build_s_kept_rows_and_copes_without_them(
 
     # night 2: bookkeeping written before builds kept rows (no rows_table column): the
     # publisher reads the recomputed keys' rows from the marts, and the file is still right
-    sim.world.advance(timedelta(hours=12))
-    sim.world.touch(fraction=0.02)
-    assert cli(capsys, "sync", "--base-url", sim.base_url, "--no-models")[0] == 0
+    load_a_night(sim, capsys)
     assert build_models(sync_env).mode == "incremental"
     with duckdb.connect(str(sync_env)) as connection:
         connection.execute("alter table quorum_ops.model_build_tables drop column rows_table")
@@ -220,12 +230,9 @@ def digest(path: Path) -> str:
 def test_a_failed_incremental_build_changes_no_mart_bookkeeping_or_published_file(
     sync_env: Path, simulator_factory, capsys, tmp_path: Path
 ) -> None:
-    sim = simulator_factory(n_records=1200)
+    sim = synced_world(simulator_factory, capsys)
     published = default_publish_path(sync_env)
-    assert cli(capsys, "sync", "--base-url", sim.base_url)[0] == 0
-    sim.world.advance(timedelta(hours=12))
-    touched = sim.world.touch(fraction=0.02)
-    assert cli(capsys, "sync", "--base-url", sim.base_url, "--no-models")[0] == 0
+    touched = load_a_night(sim, capsys)
 
     marts_before = tables_of(sync_env)
     build_before = last_build(sync_env)
