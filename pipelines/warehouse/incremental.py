@@ -537,12 +537,7 @@ class IncrementalBuild:
 
     def _narrowed(self, target: str, visible: list[str]) -> str:
         """The select list of the target's columns with the invisible ones a typed NULL."""
-        schema, name = target.split(".", 1)
-        types = dict(self.warehouse.query(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).rows)
+        types = _column_types(self.warehouse, target)
         return ", ".join(
             c if c in visible else f"cast(null as {types[c]}) as {c}"
             for c in _columns(self.warehouse, target)
@@ -764,10 +759,11 @@ class IncrementalBuild:
             f"where {' or '.join(lost) if lost else 'false'}",
         )
 
+        types = _column_types(self.warehouse, target)
+
         def part(relation: str, sign: str, keep_extremes: bool) -> str:
             values = identity + [f"{sign}{c}" for c in summed] + [
-                c if keep_extremes else f"cast(null as {_type_of(self.warehouse, target, c)})"
-                for c in sorted(extremes)
+                c if keep_extremes else f"cast(null as {types[c]})" for c in sorted(extremes)
             ]
             return f"select {', '.join(values)} from {relation}"
 
@@ -941,15 +937,15 @@ def restrict_inputs(sql: str, path: Path, restrictions: dict[str, str]) -> str:
     })
 
 
-def _type_of(warehouse: Warehouse, relation: str, column: str) -> str:
-    """The SQL type of a column of a table (for a typed NULL)."""
+def _column_types(warehouse: Warehouse, relation: str) -> dict[str, str]:
+    """The SQL type of each column of a table (for typed NULLs)."""
     schema, name = relation.split(".", 1)
     result = warehouse.query(
-        "select data_type from information_schema.columns "
-        "where table_schema = ? and table_name = ? and column_name = ?",
-        [schema, name, column],
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ?",
+        [schema, name],
     )
-    return str(result.rows[0][0])
+    return {str(column): str(kind) for column, kind in result.rows}
 
 
 def _columns(warehouse: Warehouse, relation: str) -> tuple[str, ...]:
