@@ -1,20 +1,33 @@
--- depends_on: analytics.fct_sms_message
+-- depends_on: intermediate.int_sms_supporter_totals, analytics.fct_sms_message
 -- unique_key: supporter_id
--- One row per supporter with at least one non-archived text, outbound or inbound.
-with records as (
+-- One row per supporter with at least one non-archived text, outbound or inbound. The sums
+-- come from int_sms_supporter_totals; of fct only the messages at the latest status time and
+-- from the latest delivered message on are read, which is all last_status and the failure
+-- streak need.
+with totals as (
     select
-        sendsms_id,
         supporter_id,
-        is_message,
-        direction,
-        status,
-        status_category,
+        messages_received,
+        delivered,
+        failures,
         opens,
-        is_opened,
-        converted,
-        send_time
-    from analytics.fct_sms_message
-    where not archived and supporter_id is not null
+        messages_opened,
+        conversions,
+        inbound_texts,
+        first_message_at,
+        last_message_at,
+        last_inbound_at,
+        -- the order time of the latest message with a status and of the latest delivered one
+        -- ('infinity': one without a send_time, which comes after every sent one)
+        case
+            when unsent_with_status > 0 then cast('infinity' as timestamp with time zone)
+            else last_status_sent_at
+        end as last_status_time,
+        case
+            when unsent_delivered > 0 then cast('infinity' as timestamp with time zone)
+            else last_delivered_sent_at
+        end as last_delivered_time
+    from intermediate.int_sms_supporter_totals
 ),
 
 messages as (
@@ -25,79 +38,82 @@ messages as (
         status,
         status_category,
         coalesce(send_time, cast('infinity' as timestamp with time zone)) as order_time
-    from records
-    where is_message
+    from analytics.fct_sms_message
+    where is_message and not archived and supporter_id is not null
 ),
 
-latest_times as (
+tail as (
+    -- the messages at the latest status time and from the latest delivered one on
     select
-        supporter_id,
-        max(order_time) filter (where status is not null) as last_status_time,
-        max(order_time) filter (where status_category = 'delivered') as last_delivered_time
+        messages.supporter_id,
+        messages.sendsms_id,
+        messages.status,
+        messages.status_category,
+        messages.order_time,
+        totals.last_status_time,
+        totals.last_delivered_time
     from messages
-    group by supporter_id
+    inner join totals on totals.supporter_id = messages.supporter_id
+    where messages.order_time = totals.last_status_time
+        or messages.order_time >= totals.last_delivered_time
 ),
 
 latest as (
     -- the latest message with a status and the latest delivered one; at one time, the highest id
     select
-        messages.supporter_id,
-        latest_times.last_delivered_time,
-        max(messages.sendsms_id) filter (
-            where messages.status is not null
-                and messages.order_time = latest_times.last_status_time
+        supporter_id,
+        max(sendsms_id) filter (
+            where status is not null and order_time = last_status_time
         ) as last_status_id,
-        max(messages.sendsms_id) filter (
-            where messages.status_category = 'delivered'
-                and messages.order_time = latest_times.last_delivered_time
+        max(sendsms_id) filter (
+            where status_category = 'delivered' and order_time = last_delivered_time
         ) as last_delivered_id
-    from messages
-    inner join latest_times on latest_times.supporter_id = messages.supporter_id
-    where messages.order_time in (latest_times.last_status_time, latest_times.last_delivered_time)
-    group by messages.supporter_id, latest_times.last_delivered_time
+    from tail
+    group by supporter_id
+),
+
+streaks as (
+    select
+        tail.supporter_id,
+        max(tail.status) filter (where tail.sendsms_id = latest.last_status_id) as last_status,
+        -- failures_since_delivery = failed-category messages after the latest delivered one
+        count(*) filter (
+            where tail.status_category = 'failed'
+                and (
+                    tail.order_time > tail.last_delivered_time
+                    or (tail.order_time = tail.last_delivered_time
+                        and tail.sendsms_id > latest.last_delivered_id)
+                )
+        ) as failures_since_delivery
+    from tail
+    inner join latest on latest.supporter_id = tail.supporter_id
+    group by tail.supporter_id
 ),
 
 final as (
     select
-        records.supporter_id,
-        -- messages_received = messages (outbound, not archived) sent to the supporter
-        count(*) filter (where records.is_message) as messages_received,
-        count(*) filter (where records.is_message and records.status = 'delivered')
-            as delivered,
-        -- failures = messages in status category 'failed' (failed + undelivered + rejected)
-        count(*) filter (where records.is_message and records.status_category = 'failed')
-            as failures,
-        -- opens = total opens; messages_opened = messages with opens > 0
-        cast(coalesce(sum(records.opens) filter (where records.is_message), 0) as bigint) as opens,
-        count(*) filter (where records.is_message and records.is_opened) as messages_opened,
-        -- conversions = converted messages
-        count(*) filter (where records.is_message and records.converted) as conversions,
-        -- inbound_texts = non-archived inbound texts from the supporter (any time)
-        count(*) filter (where records.direction = 'inbound') as inbound_texts,
+        totals.supporter_id,
+        totals.messages_received,
+        totals.delivered,
+        totals.failures,
+        totals.opens,
+        totals.messages_opened,
+        totals.conversions,
+        totals.inbound_texts,
         -- last_status = status of the latest message (by send_time, then id)
-        max(records.status) filter (where records.sendsms_id = latest.last_status_id)
-            as last_status,
+        streaks.last_status,
         -- consecutive_failed_deliveries = failed-category messages after the latest delivered
         -- one (all of them if none was delivered); queued/sent messages neither count nor
         -- break the streak, since their outcome is not known yet
-        count(*) filter (
-            where records.is_message and records.status_category = 'failed'
-                and (
-                    latest.last_delivered_time is null
-                    or coalesce(records.send_time, cast('infinity' as timestamp with time zone))
-                    > latest.last_delivered_time
-                    or (coalesce(records.send_time, cast('infinity' as timestamp with time zone))
-                        = latest.last_delivered_time
-                        and records.sendsms_id > latest.last_delivered_id)
-                )
-        ) as consecutive_failed_deliveries,
-        min(records.send_time) filter (where records.is_message) as first_message_at,
-        max(records.send_time) filter (where records.is_message) as last_message_at,
-        max(records.send_time) filter (where records.direction = 'inbound')
-            as last_inbound_at
-    from records
-    left join latest on latest.supporter_id = records.supporter_id
-    group by records.supporter_id
+        case
+            when totals.last_delivered_time is null then totals.failures
+            else coalesce(streaks.failures_since_delivery, 0)
+        end as consecutive_failed_deliveries,
+        totals.first_message_at,
+        totals.last_message_at,
+        totals.last_inbound_at
+    from totals
+    left join streaks on streaks.supporter_id = totals.supporter_id
 )
 
 select * from final

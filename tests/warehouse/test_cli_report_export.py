@@ -29,7 +29,7 @@ def test_models_command_builds_and_prints_a_summary(
 ) -> None:
     assert run(["models", "--database", str(fresh_db)]) == 0
     out = capsys.readouterr().out
-    assert "built 2 seeds, 2 staging views, 5 intermediate and 8 mart tables" in out
+    assert "built 2 seeds, 2 staging views, 6 intermediate and 8 mart tables" in out
     assert "data checks passed" in out
     assert "analytics.fct_sms_message" in out and "18 rows" in out
 
