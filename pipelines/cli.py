@@ -18,7 +18,7 @@ from pipelines.errors import QuorumSmsError
 from pipelines.interrupts import handled, interruption
 from pipelines.logs import install_one_line_dlt_errors
 from pipelines.private_files import set_owner_only_umask
-from pipelines.process_memory import tune_process_memory
+from pipelines.process_memory import skip_unused_imports, tune_process_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     # before pyarrow is imported (by the command modules): the Arrow pool is chosen then
     tune_process_memory()
+    skip_unused_imports()
     # before anything is created: the warehouse and dlt's folder hold personal data
     set_owner_only_umask()
     install_one_line_dlt_errors()

@@ -105,9 +105,9 @@ class RunSettings(BaseConfiguration):
         "database. DuckDB fills its ceiling, so this is also most of a run's peak memory. Two "
         "steps cannot spill and need more as the warehouse grows: deleting a night's old "
         "event rows and the campaigns' delivery-time percentiles (at 10M records 128MB failed "
-        "both; 256MB passed). auto: 128MB while the database file is under 768 MiB (about "
-        "3.3M records), 256MB from there; a load that runs out of it is tried again at twice "
-        "that.",
+        "both; 256MB passed). auto: a sixth of the database file's size, at least 64MB (up to "
+        "about 1.35M records) and at most 256MB (from about 5M records); a load that runs out "
+        "of it is tried again at twice that.",
     )
     duckdb_threads: int = setting(
         2, "DuckDB's worker threads while loading, building the models and publishing.",

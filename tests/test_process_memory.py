@@ -39,3 +39,20 @@ def test_settings_the_user_chose_are_left_alone():
     seen = _probe(ARROW_DEFAULT_MEMORY_POOL="mimalloc", MALLOC_ARENA_MAX="4")
     assert seen["arena"] == "4"
     assert seen["pool"] == "mimalloc"
+
+
+def test_httpx_works_without_its_command_line_and_what_it_imports():
+    probe = """
+import json, sys
+from pipelines.process_memory import skip_unused_imports
+skip_unused_imports()
+import httpx
+client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(204)))
+print(json.dumps({
+    "status": client.get("http://example.test/").status_code,
+    "loaded": sorted(m for m in ("httpx._main", "rich", "click", "pygments")
+                     if sys.modules.get(m) is not None),
+}))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"status": 204, "loaded": []}

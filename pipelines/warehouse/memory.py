@@ -2,15 +2,18 @@
 
 Most of the ceiling is DuckDB's cache of table blocks: DuckDB fills whatever it is given, so
 the ceiling is also the run's memory. Two steps need the room for real, and need more as the
-warehouse grows: deleting a night's old event rows (DuckDB keeps the blocks it scanned pinned
-until the delete ends; 160-192MB at 10M records) and the campaigns' delivery-time percentiles
-of a full model build. Both passed at 128MB with 1M records and failed there with 10M.
+warehouse grows: deleting a night's old event rows (DuckDB keeps ~14 KB of delete markers for
+every 2,048-row vector it deletes from, until the next checkpoint; 160-192MB at 10M records)
+and the campaigns' delivery-time percentiles of a full model build. Both passed at 128MB with
+1M records and failed there with 10M; at 1M both passed at 64MB too.
 
-`auto` gives a warehouse file below `LARGE_FROM_BYTES` (about 3.3M records) `SMALL_LIMIT` and a
-larger one `LARGE_LIMIT`, decided each time a connection opens, so a first sync that grows the
-file moves up on its own. A window's load that still runs out of memory is retried at a
-larger ceiling (`raised_limit`), so a load that outgrew its tier does not fail the night; the
-model build and the publish are not retried.
+`auto` gives a sixth of the warehouse file's size (`FILE_SHARE`), at least `SMALL_LIMIT` and
+at most `LARGE_LIMIT`, decided each time a connection opens, so a first sync that grows the
+file moves up on its own. The share follows what the deletes need: their markers grow with the
+events table, which grows with the file. It passes through the ceilings measured enough: 64MB
+at 1M records (0.28 GiB), 128MB at 3.5M (0.78 GiB), 256MB at 10M (3 GiB). A window's load that
+still runs out of memory is retried at a larger ceiling (`raised_limit`), so a load that
+outgrew its share does not fail the night; the model build and the publish are not retried.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import re
 from pathlib import Path
 
 AUTO = "auto"
-SMALL_LIMIT = "128MB"
+#: `auto`'s floor: a first sync, and warehouses up to ~1.35M records (measured enough at 1M).
+SMALL_LIMIT = "64MB"
+#: `auto`'s cap, reached from a 1.5 GB file (~5M records); measured enough at 10M.
 LARGE_LIMIT = "256MB"
-#: Warehouse file size from which `auto` takes LARGE_LIMIT. A warehouse with its marts takes
-#: 240-300 bytes per record: 0.28 GiB at 1M records, 0.78 GiB at 3.5M, 3 GiB at 10M. 128MB was
-#: measured enough for a first sync (models, publish) and a nightly at 1M and at 3.5M records,
-#: so the small ceiling stops below the largest file measured.
-LARGE_FROM_BYTES = 768 << 20
+#: `auto` gives the warehouse file's size divided by this. A warehouse with its marts takes
+#: 240-300 bytes per record (0.28 GiB at 1M records, 0.78 GiB at 3.5M, 3 GiB at 10M), so a
+#: sixth is 40-50 bytes per record: over twice the ~19 bytes per record that deleting old
+#: event rows from every vector of the events table takes at worst (2.7 event rows per record,
+#: ~14 KB per 2,048-row vector, measured on DuckDB 2.0).
+FILE_SHARE = 6
 
 #: The smallest fixed ceiling taken: below a few MB DuckDB cannot run the run history's first
 #: query (0MB failed there), and a run must fail where its message names the setting.
@@ -64,7 +70,9 @@ def memory_limit_for(setting: str, database: str | os.PathLike[str]) -> str:
         size = Path(database).stat().st_size
     except OSError:
         size = 0
-    return LARGE_LIMIT if size >= LARGE_FROM_BYTES else SMALL_LIMIT
+    share = min(max(size // FILE_SHARE, size_bytes(SMALL_LIMIT)), size_bytes(LARGE_LIMIT))
+    # whole decimal megabytes, as the fixed values read; DuckDB reads MB as 1000 * 1000
+    return f"{share // 1_000_000}MB"
 
 
 def raised_limit(limit: str) -> str:

@@ -266,7 +266,7 @@ def test_out_of_memory_under_auto_names_the_ceilings_it_used(tmp_path, monkeypat
     text = database_failure_text(config, "Out of Memory Error: failed to pin block")
     assert text == (
         "DuckDB ran out of its memory ceiling (Out of Memory Error: failed to pin block). Raise "
-        "[quorum_sms] duckdb_memory_limit (now auto: 128MB at this warehouse's size, up to 512MB "
+        "[quorum_sms] duckdb_memory_limit (now auto: 64MB at this warehouse's size, up to 512MB "
         "in a load's retries; QUORUM_DUCKDB_MEMORY_LIMIT in the environment), say to twice "
         "that, and run again"
     )

@@ -11,7 +11,7 @@ from pipelines.warehouse import database as database_module
 from pipelines.warehouse import memory
 from pipelines.warehouse.database import connect, set_connection_defaults
 from pipelines.warehouse.memory import (
-    LARGE_FROM_BYTES,
+    FILE_SHARE,
     LARGE_LIMIT,
     SMALL_LIMIT,
     memory_limit_for,
@@ -24,16 +24,26 @@ def test_a_fixed_setting_is_used_as_it_is(tmp_path: Path) -> None:
     assert memory_limit_for("300MB", tmp_path / "none.duckdb") == "300MB"
 
 
+def _sparse_file(path: Path, size: int) -> Path:
+    with path.open("wb") as handle:  # sparse: no disk is used
+        handle.truncate(size)
+    return path
+
+
 def test_auto_follows_the_size_of_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "first-sync.duckdb"
     assert memory_limit_for("auto", missing) == SMALL_LIMIT
     small = tmp_path / "small.duckdb"
     small.write_bytes(b"x" * 4096)
     assert memory_limit_for(" AUTO ", small) == SMALL_LIMIT
-    large = tmp_path / "large.duckdb"
-    with large.open("wb") as handle:  # sparse: no disk is used
-        handle.truncate(LARGE_FROM_BYTES)
-    assert memory_limit_for("auto", large) == LARGE_LIMIT
+    # a 1M-record warehouse (0.28 GiB) stays at the floor, 3.5M (0.78 GiB) gets over 128MB
+    assert memory_limit_for("auto", _sparse_file(tmp_path / "1M.duckdb", 300 << 20)) == "64MB"
+    assert memory_limit_for("auto", _sparse_file(tmp_path / "3M.duckdb", 800 << 20)) == "139MB"
+    share = _sparse_file(tmp_path / "share.duckdb", FILE_SHARE * 200_000_000)
+    assert memory_limit_for("auto", share) == "200MB"
+    # 10M records (3 GiB) and beyond stop at the cap
+    assert memory_limit_for("auto", _sparse_file(tmp_path / "10M.duckdb", 3 << 30)) == LARGE_LIMIT
+    assert memory_limit_for("auto", _sparse_file(tmp_path / "huge.duckdb", 1 << 40)) == LARGE_LIMIT
 
 
 def test_a_retry_gets_twice_the_ceiling_and_at_least_the_large_one() -> None:
@@ -63,8 +73,8 @@ def test_connections_of_the_process_open_with_the_auto_ceiling(
     set_connection_defaults(memory_limit="auto", threads=None)
     with connect(database, read_only=True) as connection:
         small = connection.execute("select current_setting('memory_limit')").fetchone()
-    monkeypatch.setattr(memory, "LARGE_FROM_BYTES", 1)
+    monkeypatch.setattr(memory, "FILE_SHARE", 0.000001)  # any file is then past the cap
     with connect(database, read_only=True) as connection:
         large = connection.execute("select current_setting('memory_limit')").fetchone()
-    assert small == ("122.0 MiB",)  # 128MB, read as DuckDB's decimal megabytes
+    assert small == ("61.0 MiB",)  # 64MB, read as DuckDB's decimal megabytes
     assert large == ("244.1 MiB",)
