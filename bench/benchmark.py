@@ -718,6 +718,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--concurrency", type=int, help="[sources.quorum] concurrency")
     parser.add_argument("--requests-per-second", type=float, help="[sources.quorum] ceiling")
+    parser.add_argument(
+        "--duckdb-memory-limit", help="[quorum_sms] duckdb_memory_limit (auto, 128MB, ...)"
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--port", type=int, default=0, help="simulator port (0: a free one)")
@@ -739,6 +742,8 @@ def main(argv: Sequence[str]) -> int:
         settings["SOURCES__QUORUM__REQUESTS_PER_SECOND"] = str(args.requests_per_second)
     if args.decode_workers is not None:
         settings["SOURCES__QUORUM__DECODE_WORKERS"] = str(args.decode_workers)
+    if args.duckdb_memory_limit is not None:
+        settings["QUORUM_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{stamp}-", dir=RESULTS))
