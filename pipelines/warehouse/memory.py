@@ -7,14 +7,14 @@ every 2,048-row vector it deletes from, until the next checkpoint; 160-192MB at 
 and the campaigns' delivery-time percentiles of a full model build. Both passed at 128MB with
 1M records and failed there with 10M; at 1M both passed at 64MB too.
 
-`auto` gives a sixth of the warehouse file's size (`FILE_SHARE`), at least `SMALL_LIMIT` and
-at most `LARGE_LIMIT`, decided each time a connection opens, so a first sync that grows the
-file moves up on its own. The share follows what the deletes need: their markers grow with the
+`auto` gives a sixth of the warehouse file's size (`FILE_SHARE`), at least `SMALL_LIMIT` and at
+most `LARGE_LIMIT`, decided each time a connection opens, so a first sync that grows the file
+moves up on its own. The share follows what the deletes need: their markers grow with the
 events table, which grows with the file. It gives at least the ceiling measured enough at each
 size: 64MB at 1M records (0.28 GiB), 139MB at 3.5M (0.78 GiB; 128MB passed), 256MB at 10M (3
-GiB). A window's load that
-still runs out of memory is retried at a larger ceiling (`raised_limit`), so a load that
-outgrew its share does not fail the night; the model build and the publish are not retried.
+GiB). A window's load that still runs out of memory is retried at a larger ceiling
+(`raised_limit`), so a load that outgrew its share does not fail the night; the model build and
+the publish are not retried.
 """
 
 from __future__ import annotations
