@@ -12,7 +12,7 @@ with detail_inputs as (
     from intermediate.int_sms_campaign_detail_inputs
 ),
 
-final as (
+aggregated as (
     select
         bulk_sms_id,
         -- campaign_description = the description of the campaign's record with the highest id
@@ -20,13 +20,24 @@ final as (
         arg_max(campaign_description, sendsms_id) filter (where campaign_description is not null)
             as campaign_description,
         max(campaign_scheduled_at) as scheduled_send_time,
-        -- median_seconds_to_deliver = percentile 0.5 (linear interpolation) of the delivered
-        -- messages' seconds_to_deliver
-        quantile_cont(delivered_seconds, 0.5) as median_seconds_to_deliver,
-        -- p90_seconds_to_deliver = percentile 0.9 of the same
-        quantile_cont(delivered_seconds, 0.9) as p90_seconds_to_deliver
+        -- delivery_percentiles = percentiles 0.5 and 0.9 (linear interpolation) of the
+        -- delivered messages' seconds_to_deliver, in one aggregate: it keeps every value of
+        -- the campaign, so two would keep them twice
+        quantile_cont(delivered_seconds, [0.5, 0.9]) as delivery_percentiles
     from detail_inputs
     group by bulk_sms_id
+),
+
+final as (
+    select
+        bulk_sms_id,
+        campaign_description,
+        scheduled_send_time,
+        -- median_seconds_to_deliver = percentile 0.5 of the delivered messages' seconds
+        delivery_percentiles[1] as median_seconds_to_deliver,
+        -- p90_seconds_to_deliver = percentile 0.9 of the same
+        delivery_percentiles[2] as p90_seconds_to_deliver
+    from aggregated
 )
 
 select * from final
