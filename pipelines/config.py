@@ -106,8 +106,10 @@ class RunSettings(BaseConfiguration):
         "steps cannot spill and need more as the warehouse grows: deleting a night's old "
         "event rows and the campaigns' delivery-time percentiles (at 10M records 128MB failed "
         "both; 256MB passed). auto: a sixth of the database file's size, at least 64MB (up to "
-        "about 1.35M records) and at most 256MB (from about 5M records); a load that runs out "
-        "of it is tried again at twice that.",
+        "about 1.35M records) and at most 256MB (from about 5M records); the loads of a run "
+        "that began on an empty warehouse (a first sync, --full-refresh) have nothing to "
+        "delete and take 64MB at any size; a load that runs out of its ceiling is tried "
+        "again at twice that.",
     )
     duckdb_threads: int = setting(
         2, "DuckDB's worker threads while loading, building the models and publishing.",

@@ -50,7 +50,7 @@ from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
 from pipelines.warehouse.engine import open_warehouse
 from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA
-from pipelines.warehouse.memory import is_auto, memory_limit_for, raised_limit
+from pipelines.warehouse.memory import is_auto, load_limit, memory_limit_for, raised_limit
 from pipelines.warehouse.pg_indexes import ensure_raw_indexes
 from pipelines.warehouse.raw_refresh import drop_views_on_raw, refuse_foreign_views
 
@@ -712,18 +712,28 @@ def _reject_activity(observer: SourceObserver) -> tuple[int, int, int]:
 
 
 def _load_and_clean_up(
-    config: SyncConfig, scope: CleanupScope, notes: list[str], *, trace: bool = True
+    config: SyncConfig,
+    scope: CleanupScope,
+    notes: list[str],
+    *,
+    fills_empty: bool = False,
+    window_records: int = 0,
+    trace: bool = True,
 ) -> CleanupScope:
     """Load the normalized window and clean up after it; the next window's clean-up scope.
 
     `notes`: the run summary's notes, told when the load needed a larger memory ceiling.
+    `fills_empty`: the warehouse held no records when the run began, and `window_records`
+    the window's records: they size DuckDB's ceiling (`memory.load_limit`).
     `trace`: see `loading_pipeline`.
     """
     if not config.is_duckdb:
         with loading_pipeline(config, trace=trace) as loading:
             loading.load()
             return _after_load(loading, config, scope)
-    limit = memory_limit_for(config.run.duckdb_memory_limit, config.database)
+    limit = load_limit(config.run.duckdb_memory_limit, config.database,
+                       fills_empty=fills_empty, window_records=window_records)
+    logger.debug("loading a window at DuckDB's memory ceiling %s", limit)
     for attempt in range(1, DUCKDB_LOAD_ATTEMPTS + 1):
         with loading_pipeline(config, trace=trace, memory_limit=limit) as loading:
             try:
@@ -790,6 +800,8 @@ def _sync(
         summary.pending_load_finished = True
     summary.cursor_before = None if config.full_refresh else saved_cursor(pipeline)
     rows_before = None if config.full_refresh else count_records(config)
+    # nothing in the warehouse to delete from: a load's DuckDB ceiling follows its window
+    fills_empty = not rows_before
     previous = {} if config.full_refresh else resource_state(pipeline)
     source_settings = copy.copy(config.source)
     source_settings.lag_seconds, backfill = start_lag(config, pipeline)
@@ -848,20 +860,23 @@ def _sync(
             scope = loads.wait() or scope
             delete_loaded_packages(pipeline)
             normalized = _normalize_window(pipeline, config, refresh=refresh)
-            loaded += _loaded_rows(pipeline, summary, normalized)
+            window_records = _loaded_rows(pipeline, summary, normalized)
+            loaded += window_records
             read_from = read_from or observer.cursor_start
             if observer.client is not None:
                 requests += observer.client.stats.requests
                 retries += observer.client.stats.retries
             last = observer.read_to_end or index == len(windows) - 1
             if last or not config.run.load_beside_read:
-                scope = _load_and_clean_up(config, scope, summary.notes)
+                scope = _load_and_clean_up(config, scope, summary.notes, fills_empty=fills_empty,
+                                           window_records=window_records)
                 delete_loaded_packages(pipeline)
                 if last:
                     break
             else:
                 loads.start(functools.partial(
-                    _load_and_clean_up, config, scope, summary.notes, trace=False
+                    _load_and_clean_up, config, scope, summary.notes,
+                    fills_empty=fills_empty, window_records=window_records, trace=False,
                 ))
             release_free_memory()  # the window's pages, before the next window
             # Later windows continue from the cursor the last one saved, without a lag: the

@@ -8,13 +8,23 @@ and the campaigns' delivery-time percentiles of a full model build. Both passed 
 1M records and failed there with 10M; at 1M both passed at 64MB too.
 
 `auto` gives a sixth of the warehouse file's size (`FILE_SHARE`), at least `SMALL_LIMIT` and at
-most `LARGE_LIMIT`, decided each time a connection opens, so a first sync that grows the file
-moves up on its own. The share follows what the deletes need: their markers grow with the
-events table, which grows with the file. It gives at least the ceiling measured enough at each
-size: 64MB at 1M records (0.28 GiB), 139MB at 3.5M (0.78 GiB; 128MB passed), 256MB at 10M (3
-GiB). A window's load that still runs out of memory is retried at a larger ceiling
-(`raised_limit`), so a load that outgrew its share does not fail the night; the model build and
-the publish are not retried.
+most `LARGE_LIMIT`, decided each time a connection opens, so a first sync's model build sees
+the file the sync grew (its loads are sized otherwise: below). The share follows what the
+deletes need: their markers grow with the events table, which grows with the file. It gives at
+least the ceiling measured enough at each size: 64MB at 1M records (0.28 GiB), 139MB at 3.5M
+(0.78 GiB; 128MB passed), 256MB at 10M (3 GiB). A window's load that still runs out of memory
+is retried at a larger ceiling (`raised_limit`), so a load that outgrew its share does not fail
+the night; the model build and the publish are not retried.
+
+A load into a warehouse that held no records when the run began (a first sync, or
+`--full-refresh`) has no history to delete from: its merges find only the records the same run
+loaded before and changed since. What such a load needs follows its window, not the file: dlt's
+merges sort the window's staged rows to keep one version of each key. `load_limit` gives it
+`LOAD_BYTES_PER_RECORD` per record of the window, at least the floor: 64MB for a window of
+`records_per_load` (250,000; windows hold equal counts), more where that setting is raised.
+Measured on a 10M first sync: at a fixed 64MB a 490,631-record window (from when windows had
+equal spans of time) ran out of memory in its merge, while windows of ~236,000 records loaded
+the last 2.6M records at 64MB.
 """
 
 from __future__ import annotations
@@ -24,10 +34,14 @@ import re
 from pathlib import Path
 
 AUTO = "auto"
-#: `auto`'s floor: a first sync, and warehouses up to ~1.35M records (measured enough at 1M).
+#: `auto`'s floor: a first sync's loads, and warehouses up to ~1.35M records (measured enough
+#: at 1M).
 SMALL_LIMIT = "64MB"
 #: `auto`'s cap, reached from a 1.5 GB file (~5M records); measured enough at 10M.
 LARGE_LIMIT = "256MB"
+#: What a window's load into an empty warehouse needs per record of the window: 250,000
+#: records' merges passed at 64MB and failed at 48MB (the records' dedup sort: tenth pass).
+LOAD_BYTES_PER_RECORD = 256
 #: `auto` gives the warehouse file's size divided by this. A warehouse with its marts takes
 #: 240-300 bytes per record (0.28 GiB at 1M records, 0.78 GiB at 3.5M, 3 GiB at 10M), so a
 #: sixth is 40-50 bytes per record: over twice the ~19 bytes per record that deleting old
@@ -74,6 +88,24 @@ def memory_limit_for(setting: str, database: str | os.PathLike[str]) -> str:
     share = min(max(size // FILE_SHARE, size_bytes(SMALL_LIMIT)), size_bytes(LARGE_LIMIT))
     # whole decimal megabytes, as the fixed values read; DuckDB reads MB as 1000 * 1000
     return f"{share // 1_000_000}MB"
+
+
+def load_limit(
+    setting: str, database: str | os.PathLike[str], *, fills_empty: bool, window_records: int
+) -> str:
+    """The ceiling a window's load opens with.
+
+    Args:
+        setting: `duckdb_memory_limit` as configured: `auto` or a DuckDB size.
+        database: the DuckDB file the load writes to.
+        fills_empty: whether the warehouse held no records when the run began, so the load's
+            deletes reach only rows this run loaded (see the module's docstring).
+        window_records: the records the window's load merges.
+    """
+    if not (is_auto(setting) and fills_empty):
+        return memory_limit_for(setting, database)
+    need = max(window_records * LOAD_BYTES_PER_RECORD, size_bytes(SMALL_LIMIT))
+    return f"{min(need, size_bytes(LARGE_LIMIT)) // 1_000_000}MB"
 
 
 def raised_limit(limit: str) -> str:

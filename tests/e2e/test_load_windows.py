@@ -7,6 +7,7 @@ pages, duplicated on a page, or the run killed between two windows.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from pipelines.quorum.slicing import plan_load_windows
 from pipelines.quorum.timestamps import parse_api_time
 from pipelines.simulator import Faults
 from pipelines.sync import pipelines_dir_for
+from pipelines.warehouse import memory
 from tests.conftest import API_KEY, API_USER
 from tests.e2e.test_operator_mistakes import LOAD_OOM_CEILING
 from tests.e2e.test_sync import (
@@ -172,4 +174,48 @@ def test_a_window_load_failing_beside_the_next_read_stops_the_run_and_loses_noth
     code, output = sync(capsys, sim.base_url)
     assert code == 0, output
     assert ("finished the load a previous run left pending" in output) is pending, output
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def _load_ceilings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    prefix = "loading a window at DuckDB's memory ceiling "
+    return [
+        r.getMessage().removeprefix(prefix) for r in caplog.records
+        if r.name == "pipelines.sync" and r.getMessage().startswith(prefix)
+    ]
+
+
+@pytest.mark.parametrize("full_refresh", [False, True], ids=["first-sync", "full-refresh"])
+def test_loads_into_an_empty_warehouse_take_the_smallest_auto_ceiling(
+    sync_env, simulator_factory, capsys, monkeypatch, caplog, full_refresh
+):
+    """`auto` sizes a load's DuckDB ceiling by the warehouse file, for the deletes a night's
+    merge makes into its history. A run that began on an empty warehouse (a first sync, or
+    --full-refresh) deletes from nothing, so each of its windows loads at the floor however
+    large the file has grown; the next night's load goes back to the file's share."""
+    monkeypatch.setenv("QUORUM_RECORDS_PER_LOAD", "700")
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "auto")
+    monkeypatch.setattr(memory, "FILE_SHARE", 0.000001)  # any file is then past the cap
+    caplog.set_level(logging.DEBUG, logger="pipelines.sync")
+    sim = simulator_factory(n_records=3000)
+    if full_refresh:
+        assert sync(capsys, sim.base_url, "--no-models")[0] == 0
+        sim.world.advance(timedelta(hours=6))
+        sim.world.touch(fraction=0.2)
+        caplog.clear()
+    code, output = sync(capsys, sim.base_url, "--no-models",
+                        *(["--full-refresh"] if full_refresh else []))
+    assert code == 0, output
+    ceilings = _load_ceilings(caplog)
+    assert len(ceilings) >= 4, output  # window by window, the file past the cap after the first
+    assert set(ceilings) == {memory.SMALL_LIMIT}, ceilings
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+    sim.world.advance(timedelta(hours=6))
+    sim.world.touch(fraction=0.01)
+    caplog.clear()
+    code, output = sync(capsys, sim.base_url, "--no-models")
+    assert code == 0, output
+    ceilings = _load_ceilings(caplog)
+    assert ceilings and set(ceilings) == {memory.LARGE_LIMIT}, output
     assert_warehouse_equals(sync_env, sim.world.ground_truth())

@@ -14,6 +14,7 @@ from pipelines.warehouse.memory import (
     FILE_SHARE,
     LARGE_LIMIT,
     SMALL_LIMIT,
+    load_limit,
     memory_limit_for,
     raised_limit,
     size_bytes,
@@ -44,6 +45,20 @@ def test_auto_follows_the_size_of_the_file(tmp_path: Path) -> None:
     # 10M records (3 GiB) and beyond stop at the cap
     assert memory_limit_for("auto", _sparse_file(tmp_path / "10M.duckdb", 3 << 30)) == LARGE_LIMIT
     assert memory_limit_for("auto", _sparse_file(tmp_path / "huge.duckdb", 1 << 40)) == LARGE_LIMIT
+
+
+def test_a_load_into_an_empty_warehouse_is_sized_by_its_window(tmp_path: Path) -> None:
+    large = _sparse_file(tmp_path / "10M.duckdb", 3 << 30)
+    # the usual window, and smaller ones, at the floor whatever the file's size
+    assert load_limit("auto", large, fills_empty=True, window_records=250_000) == SMALL_LIMIT
+    assert load_limit("auto", large, fills_empty=True, window_records=1_000) == SMALL_LIMIT
+    # a fuller window gets room for its records (the 10M first sync's 490,631), up to the cap
+    assert load_limit("auto", large, fills_empty=True, window_records=490_631) == "125MB"
+    assert load_limit("auto", large, fills_empty=True, window_records=5_000_000) == LARGE_LIMIT
+    # a warehouse with history: the file's share, for the deletes into it
+    assert load_limit("auto", large, fills_empty=False, window_records=1_000) == LARGE_LIMIT
+    # a fixed setting is the user's, filling or not
+    assert load_limit("300MB", large, fills_empty=True, window_records=1_000) == "300MB"
 
 
 def test_a_retry_gets_twice_the_ceiling_and_at_least_the_large_one() -> None:
