@@ -204,10 +204,10 @@ def load_windows(
 ) -> list[datetime | None]:
     """Upper bounds of the load windows a sync from `start` reads one dlt load at a time.
 
-    Three requests of one record each probe the range (`slicing.plan_load_windows`); the
-    last bound is None (open ended). Pass each to `quorum_source(window_end=...)` in turn,
-    running the pipeline once per window, and stop early when the observer says
-    `read_to_end`.
+    Requests of one record each probe the range, two and then one per window bound
+    (`slicing.plan_load_windows`: windows of equal counts); the last bound is None (open
+    ended). Pass each to `quorum_source(window_end=...)` in turn, running the pipeline once
+    per window, and stop early when the observer says `read_to_end`.
 
     Raises:
         ConfigError: a setting is missing or invalid (see `check_settings`).

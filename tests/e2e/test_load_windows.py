@@ -57,6 +57,32 @@ def test_windows_cover_the_range_in_order(simulator_factory):
     assert updated[0] < bounds[0] and bounds[-1] <= updated[-1]
 
 
+def _window_sizes(updated: list[datetime], bounds: list[datetime]) -> list[int]:
+    edges = [START, *bounds, None]
+    return [
+        sum(1 for u in updated if lo <= u and (hi is None or u < hi))
+        for lo, hi in zip(edges, edges[1:], strict=False)
+    ]
+
+
+def test_windows_hold_equal_counts_where_history_is_uneven(simulator_factory):
+    """A load's memory follows its records, so windows are cut by count (the record at each
+    window's position of the `updated` ordering), not by equal spans of time."""
+    sim = simulator_factory(n_records=6000)
+    updated = [parse_api_time(r["updated"]) for r in sim.world.ground_truth()]
+    with QuorumClient(sim.base_url, API_USER, API_KEY) as client:
+        windows = plan_load_windows(client, START, max_records=1000)
+        probes = client.stats.requests
+    assert len(windows) == 6 and probes == 2 + 5  # the range's two ends, one per bound
+    sizes = _window_sizes(updated, [w for w in windows if w is not None])
+    assert sum(sizes) == 6000
+    assert all(abs(size - 1000) <= 10 for size in sizes), sizes  # ties at a bound's instant
+    # the world is uneven: windows of equal spans would not be close to equal
+    oldest, newest = min(updated), max(updated)
+    spans = [oldest + (newest - oldest) * i / 6 for i in range(1, 6)]
+    assert max(_window_sizes(updated, spans)) > 1.3 * 1000, _window_sizes(updated, spans)
+
+
 def test_a_server_that_cannot_filter_gets_one_window(simulator_factory):
     sim = simulator_factory(n_records=2000, faults=Faults(refuse_range_filters=True))
     with QuorumClient(sim.base_url, API_USER, API_KEY, max_attempts=2) as client:
