@@ -50,7 +50,13 @@ from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
 from pipelines.warehouse.engine import open_warehouse
 from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA
-from pipelines.warehouse.memory import is_auto, load_limit, memory_limit_for, raised_limit
+from pipelines.warehouse.memory import (
+    DUCKDB_OUT_OF_MEMORY_WORDS,
+    is_auto,
+    load_limit,
+    memory_limit_for,
+    raised_limit,
+)
 from pipelines.warehouse.pg_indexes import ensure_raw_indexes
 from pipelines.warehouse.raw_refresh import drop_views_on_raw, refuse_foreign_views
 
@@ -333,7 +339,6 @@ def unwrap(error: BaseException) -> BaseException:
 #: How `database_failure_text` starts when DuckDB ran out of memory.
 DUCKDB_OUT_OF_MEMORY = "DuckDB ran out of its memory ceiling"
 #: DuckDB's own words in an out-of-memory error (`Out of Memory Error: failed to pin ...`).
-_DUCKDB_OOM_WORDS = "Out of Memory"
 
 
 def unwrap_load_job(error: BaseException) -> BaseException | None:
@@ -344,7 +349,7 @@ def unwrap_load_job(error: BaseException) -> BaseException | None:
 
 def _out_of_memory(job: BaseException) -> bool:
     """Whether a failed load job ran out of DuckDB's memory ceiling."""
-    return _DUCKDB_OOM_WORDS in str(getattr(job, "failed_message", None) or job)
+    return DUCKDB_OUT_OF_MEMORY_WORDS in str(getattr(job, "failed_message", None) or job)
 
 
 def step_failure_text(config: SyncConfig, error: PipelineStepFailed) -> str:
@@ -369,7 +374,7 @@ def database_failure_text(config: SyncConfig, cause: str) -> str:
     which setting to raise."""
     # DuckDB appends advice about SET statements the user cannot run here
     cause = redact(" ".join(cause.split()).split(" Possible solutions:")[0])[:400]
-    if config.is_duckdb and _DUCKDB_OOM_WORDS in cause:
+    if config.is_duckdb and DUCKDB_OUT_OF_MEMORY_WORDS in cause:
         setting = config.run.duckdb_memory_limit
         now = (
             f"now auto: {memory_limit_for(setting, config.database)} at this warehouse's size, "

@@ -29,6 +29,7 @@ from pipelines.warehouse.incremental import (
     plan_build,
     record_build,
 )
+from pipelines.warehouse.memory import DUCKDB_OUT_OF_MEMORY_WORDS
 from pipelines.warehouse.models import (
     SEED_COLUMN_TYPES,
     Model,
@@ -293,10 +294,17 @@ def _model_error(model: Model, error: EngineError, dialect: str) -> ModelBuildEr
             line_text = f" (the line reads: {lines[error.line - 1].strip()!r})"
     elif dialect != "duckdb":
         where = f"{model.path} (compiled for {dialect})"
+    advice = "Fix the model and run `quorum-sms models` again."
+    if dialect == "duckdb" and DUCKDB_OUT_OF_MEMORY_WORDS in str(error):
+        # the model is fine: the ceiling is too small for this warehouse
+        advice = (
+            "DuckDB ran out of its memory ceiling: raise [quorum_sms] duckdb_memory_limit "
+            "(QUORUM_DUCKDB_MEMORY_LIMIT in the environment), say to twice the size above, "
+            "and run `quorum-sms models` again."
+        )
     return ModelBuildError(
         f"The SQL model {model.relation} failed to build at {where}: {error}{line_text}. "
-        "Nothing was changed: the marts of the previous build are still in place. Fix the "
-        "model and run `quorum-sms models` again."
+        f"Nothing was changed: the marts of the previous build are still in place. {advice}"
     )
 
 

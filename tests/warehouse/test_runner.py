@@ -10,7 +10,8 @@ import pytest
 
 from pipelines.config import resolve_database
 from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
-from pipelines.warehouse.database import DEFAULT_SQL_DIR
+from pipelines.warehouse import database as database_module
+from pipelines.warehouse.database import DEFAULT_SQL_DIR, set_connection_defaults
 from pipelines.warehouse.models import discover_models
 from pipelines.warehouse.runner import build_models
 from tests.warehouse.rawdata import sms, write_raw
@@ -86,6 +87,38 @@ def test_a_failing_model_leaves_the_previous_marts(fresh_db: Path, tmp_path: Pat
             "select table_name from information_schema.tables where table_name = 'zz_broken'"
         ).fetchall()
     assert tables == []
+
+
+def test_a_model_out_of_memory_names_the_setting_to_raise(
+    fresh_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that needs more than DuckDB's ceiling is not a broken model: the advice names
+    the memory setting, not the SQL."""
+    build_models(fresh_db)
+    before = snapshot(fresh_db)
+    sql_dir = copy_sql(tmp_path)
+    # exact percentiles keep every value in memory: 5M doubles cannot fit in 8MB
+    (sql_dir / "marts" / "zz_hungry.sql").write_text(
+        "-- depends_on: analytics.fct_sms_message\n"
+        "select quantile_cont(i + messages.sendsms_id, 0.5) as middle\n"
+        "from range(5000000) as r(i)\n"
+        "cross join (select min(sendsms_id) as sendsms_id from analytics.fct_sms_message)"
+        " as messages\n"
+    )
+    monkeypatch.setattr(database_module, "_connection_defaults", {})
+    set_connection_defaults(memory_limit="8MB", threads=None)
+    with pytest.raises(ModelBuildError) as caught:
+        build_models(fresh_db, sql_dir)
+    message = " ".join(str(caught.value).split())
+    # (at 8MB the marts before it may run out first: any model is the same case)
+    assert "failed to build" in message and "Out of Memory Error" in message, message
+    assert message.endswith(
+        "DuckDB ran out of its memory ceiling: raise [quorum_sms] duckdb_memory_limit "
+        "(QUORUM_DUCKDB_MEMORY_LIMIT in the environment), say to twice the size above, and run "
+        "`quorum-sms models` again."
+    ), message
+    assert "Fix the model" not in message
+    assert snapshot(fresh_db) == before
 
 
 def test_a_failing_check_names_it_shows_rows_and_rolls_back(
