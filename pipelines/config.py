@@ -108,8 +108,9 @@ class RunSettings(BaseConfiguration):
         "both; 256MB passed). auto: a sixth of the database file's size, at least 64MB (up to "
         "about 1.35M records) and at most 256MB (from about 5M records); the loads of a run "
         "that began on an empty warehouse (a first sync, --full-refresh) have nothing to "
-        "delete and take 64MB at any size; a load that runs out of its ceiling is tried "
-        "again at twice that.",
+        "delete and take 256 bytes per record of their window at any size (64MB for a "
+        "window of 250,000); a load that runs out of its ceiling is tried again at twice "
+        "that.",
     )
     duckdb_threads: int = setting(
         2, "DuckDB's worker threads while loading, building the models and publishing.",

@@ -7,6 +7,7 @@ pages, duplicated on a page, or the run killed between two windows.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -61,7 +62,7 @@ def _window_sizes(updated: list[datetime], bounds: list[datetime]) -> list[int]:
     edges = [START, *bounds, None]
     return [
         sum(1 for u in updated if lo <= u and (hi is None or u < hi))
-        for lo, hi in zip(edges, edges[1:], strict=False)
+        for lo, hi in itertools.pairwise(edges)
     ]
 
 
