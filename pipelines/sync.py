@@ -338,7 +338,6 @@ def unwrap(error: BaseException) -> BaseException:
 
 #: How `database_failure_text` starts when DuckDB ran out of memory.
 DUCKDB_OUT_OF_MEMORY = "DuckDB ran out of its memory ceiling"
-#: DuckDB's own words in an out-of-memory error (`Out of Memory Error: failed to pin ...`).
 
 
 def unwrap_load_job(error: BaseException) -> BaseException | None:

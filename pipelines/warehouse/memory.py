@@ -34,7 +34,8 @@ import re
 from pathlib import Path
 
 AUTO = "auto"
-#: What DuckDB's errors say when a statement needed more than the ceiling.
+#: DuckDB's own words when a statement needed more than the ceiling (`Out of Memory Error:
+#: failed to pin ...`).
 DUCKDB_OUT_OF_MEMORY_WORDS = "Out of Memory"
 #: `auto`'s floor: a first sync's loads, and warehouses up to ~1.35M records (measured enough
 #: at 1M).

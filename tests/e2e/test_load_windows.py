@@ -213,13 +213,14 @@ def _load_ceilings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 @pytest.mark.parametrize("full_refresh", [False, True], ids=["first-sync", "full-refresh"])
-def test_loads_into_an_empty_warehouse_take_the_smallest_auto_ceiling(
+def test_loads_into_an_empty_warehouse_are_sized_by_their_window_not_the_file(
     sync_env, simulator_factory, capsys, monkeypatch, caplog, full_refresh
 ):
     """`auto` sizes a load's DuckDB ceiling by the warehouse file, for the deletes a night's
     merge makes into its history. A run that began on an empty warehouse (a first sync, or
-    --full-refresh) deletes from nothing, so each of its windows loads at the floor however
-    large the file has grown; the next night's load goes back to the file's share."""
+    --full-refresh) deletes from nothing, so each of its windows loads at what its records
+    need (here the floor) however large the file has grown; the next night's load goes back
+    to the file's share."""
     monkeypatch.setenv("QUORUM_RECORDS_PER_LOAD", "700")
     monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "auto")
     monkeypatch.setattr(memory, "FILE_SHARE", 0.000001)  # any file is then past the cap
