@@ -64,14 +64,24 @@ def test_rebuild_with_nothing_changed_gives_identical_marts(fresh_db: Path) -> N
     assert set(before) == marts - CLOCK_DEPENDENT and before["fct_sms_message"][1:]
 
 
-def test_a_failing_model_leaves_the_previous_marts(fresh_db: Path, tmp_path: Path) -> None:
-    build_models(fresh_db)
-    before = snapshot(fresh_db)
+def built_with_a_new_mart(
+    database: Path, tmp_path: Path, name: str, sql: str
+) -> tuple[dict[str, list[tuple[object, ...]]], Path]:
+    """Build `database`, then copy the models with one more mart: (the marts as built, the
+    copied model directory)."""
+    build_models(database)
+    before = snapshot(database)
     sql_dir = copy_sql(tmp_path)
+    (sql_dir / "marts" / f"{name}.sql").write_text(sql)
+    return before, sql_dir
+
+
+def test_a_failing_model_leaves_the_previous_marts(fresh_db: Path, tmp_path: Path) -> None:
     # a new mart that sorts after the others, so the good marts are rebuilt before it fails
-    (sql_dir / "marts" / "zz_broken.sql").write_text(
+    before, sql_dir = built_with_a_new_mart(
+        fresh_db, tmp_path, "zz_broken",
         "-- depends_on: analytics.fct_sms_message\nselect\n    sendsms_id,\n    no_such_column\n"
-        "from analytics.fct_sms_message\n"
+        "from analytics.fct_sms_message\n",
     )
     # and new raw data that a successful build would pick up
     with duckdb.connect(str(fresh_db)) as connection:
@@ -94,16 +104,14 @@ def test_a_model_out_of_memory_names_the_setting_to_raise(
 ) -> None:
     """A model that needs more than DuckDB's ceiling is not a broken model: the advice names
     the memory setting, not the SQL."""
-    build_models(fresh_db)
-    before = snapshot(fresh_db)
-    sql_dir = copy_sql(tmp_path)
     # exact percentiles keep every value in memory: 5M doubles cannot fit in 8MB
-    (sql_dir / "marts" / "zz_hungry.sql").write_text(
+    before, sql_dir = built_with_a_new_mart(
+        fresh_db, tmp_path, "zz_hungry",
         "-- depends_on: analytics.fct_sms_message\n"
         "select quantile_cont(i + messages.sendsms_id, 0.5) as middle\n"
         "from range(5000000) as r(i)\n"
         "cross join (select min(sendsms_id) as sendsms_id from analytics.fct_sms_message)"
-        " as messages\n"
+        " as messages\n",
     )
     monkeypatch.setattr(database_module, "_connection_defaults", {})
     set_connection_defaults(memory_limit="8MB", threads=None)
