@@ -4,8 +4,8 @@ Most of the ceiling is DuckDB's cache of table blocks: DuckDB fills whatever it 
 the ceiling is also the run's memory. Two steps need the room for real, and need more as the
 warehouse grows: deleting a night's old event rows (DuckDB keeps ~14 KB of delete markers for
 every 2,048-row vector it deletes from, until the next checkpoint; 160-192MB at 10M records)
-and the campaigns' delivery-time percentiles of a full model build. Both passed at 128MB with
-1M records and failed there with 10M; at 1M both passed at 64MB too.
+and a full model build (the campaigns' exact percentiles, then `fct_sms_message`). Both passed
+at 128MB with 1M records and failed there with 10M; at 1M both passed at 64MB too.
 
 `auto` gives a sixth of the warehouse file's size (`FILE_SHARE`), at least `SMALL_LIMIT` and at
 most `LARGE_LIMIT`, decided each time a connection opens, so a first sync's model build sees
@@ -88,9 +88,7 @@ def memory_limit_for(setting: str, database: str | os.PathLike[str]) -> str:
         size = Path(database).stat().st_size
     except OSError:
         size = 0
-    share = min(max(size // FILE_SHARE, size_bytes(SMALL_LIMIT)), size_bytes(LARGE_LIMIT))
-    # whole decimal megabytes, as the fixed values read; DuckDB reads MB as 1000 * 1000
-    return f"{share // 1_000_000}MB"
+    return _bounded(size // FILE_SHARE)
 
 
 def load_limit(
@@ -107,8 +105,14 @@ def load_limit(
     """
     if not (is_auto(setting) and fills_empty):
         return memory_limit_for(setting, database)
-    need = max(window_records * LOAD_BYTES_PER_RECORD, size_bytes(SMALL_LIMIT))
-    return f"{min(need, size_bytes(LARGE_LIMIT)) // 1_000_000}MB"
+    return _bounded(window_records * LOAD_BYTES_PER_RECORD)
+
+
+def _bounded(wanted: int) -> str:
+    """`wanted` bytes kept between `auto`'s floor and cap, as a DuckDB size."""
+    share = min(max(wanted, size_bytes(SMALL_LIMIT)), size_bytes(LARGE_LIMIT))
+    # whole decimal megabytes, as the fixed values read; DuckDB reads MB as 1000 * 1000
+    return f"{share // 1_000_000}MB"
 
 
 def raised_limit(limit: str) -> str:
