@@ -247,3 +247,39 @@ def test_loads_into_an_empty_warehouse_are_sized_by_their_window_not_the_file(
     ceilings = _load_ceilings(caplog)
     assert ceilings and set(ceilings) == {memory.LARGE_LIMIT}, output
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
+def _config_traces_held() -> int:
+    """dlt's logged setting resolutions, over every thread's context in this process."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.utils import TraceLogContext
+
+    return sum(
+        len(context[TraceLogContext].all_traces)
+        for context, _ in Container().thread_contexts.values()
+        if TraceLogContext in context
+    )
+
+
+def test_a_windowed_sync_does_not_keep_what_dlt_resolved_for_each_window(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    """dlt logs every setting it resolves into a per-thread list that only a finished runtime
+    trace empties; the loads beside the next read run without one. What the run holds at its
+    end must not grow with its windows (it grew ~1 MB a window: ~30 MB over a 10M first sync)."""
+    sim = simulator_factory(n_records=3000)
+    monkeypatch.setenv("QUORUM_LOAD_BESIDE_READ", "true")
+    monkeypatch.setenv("QUORUM_RECORDS_PER_LOAD", "5000")
+    before = _config_traces_held()
+    code, output = sync(capsys, sim.base_url)
+    assert code == 0, output
+    one_window = _config_traces_held() - before
+
+    monkeypatch.setenv("QUORUM_RECORDS_PER_LOAD", "300")
+    before = _config_traces_held()
+    code, output = sync(capsys, sim.base_url, "--full-refresh")  # every record again
+    assert code == 0, output
+    assert "windows" in output, output  # it did load window by window
+    many_windows = _config_traces_held() - before
+    assert many_windows <= one_window, (one_window, many_windows)
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
