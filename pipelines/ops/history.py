@@ -126,7 +126,9 @@ def _connect(target: Target, *, read_only: bool = False) -> Iterator[Warehouse]:
             path.parent.mkdir(parents=True, exist_ok=True)
             duckdb.connect(str(path)).close()  # a first run creates the warehouse file
     try:
-        warehouse = open_warehouse(target, read_only=read_only)
+        # a few rows; the checkpoint at its close may still compact what the last load
+        # deleted, within this ceiling (`memory.SMALL_LIMIT`)
+        warehouse = open_warehouse(target, read_only=read_only, light=True)
     except ConfigError as error:
         if is_postgres_target(target):
             raise

@@ -38,7 +38,11 @@ def set_connection_defaults(*, memory_limit: str | None, threads: int | None) ->
 
 
 def connect(
-    database_path: str | os.PathLike[str], *, read_only: bool, threads: int | None = None
+    database_path: str | os.PathLike[str],
+    *,
+    read_only: bool,
+    threads: int | None = None,
+    light: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """Open an existing warehouse file, with UTC as the session time zone.
 
@@ -46,6 +50,8 @@ def connect(
         database_path: the DuckDB file; it must exist.
         read_only: open without taking the write lock (report, export).
         threads: DuckDB worker threads; DuckDB's default (all cores) when None.
+        light: the connection touches a few rows: an `auto` ceiling is the floor
+            (`memory.memory_limit_for`).
 
     Raises:
         ConfigError: the file does not exist or DuckDB cannot open it.
@@ -62,7 +68,9 @@ def connect(
             **({"threads": threads} if threads else {}),
         }
         if "memory_limit" in config:
-            config["memory_limit"] = memory_limit_for(str(config["memory_limit"]), path)
+            config["memory_limit"] = memory_limit_for(
+                str(config["memory_limit"]), path, light=light
+            )
         connection = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.Error as error:
         raise ConfigError(

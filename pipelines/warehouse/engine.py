@@ -117,7 +117,11 @@ def is_postgres_target(target: str | os.PathLike[str]) -> bool:
 
 
 def open_warehouse(
-    target: str | os.PathLike[str], *, read_only: bool = False, threads: int | None = None
+    target: str | os.PathLike[str],
+    *,
+    read_only: bool = False,
+    threads: int | None = None,
+    light: bool = False,
 ) -> Warehouse:
     """Open the warehouse a target names.
 
@@ -126,6 +130,8 @@ def open_warehouse(
             `postgresql://user:password@host:port/database`.
         read_only: DuckDB only: open without taking the write lock.
         threads: DuckDB only: worker threads; DuckDB's default (all cores) when None.
+        light: DuckDB only: the connection touches a few rows (bookkeeping, a count), so
+            an `auto` memory ceiling is the floor, not the file's share.
 
     Raises:
         ConfigError: the file is missing, or the database cannot be reached; the text names
@@ -133,7 +139,7 @@ def open_warehouse(
     """
     if is_postgres_target(target):
         return PostgresWarehouse(str(target))
-    return DuckDBWarehouse(Path(target), read_only=read_only, threads=threads)
+    return DuckDBWarehouse(Path(target), read_only=read_only, threads=threads, light=light)
 
 
 class DuckDBWarehouse(Warehouse):
@@ -141,12 +147,15 @@ class DuckDBWarehouse(Warehouse):
 
     dialect: Dialect = "duckdb"
 
-    def __init__(self, path: Path, *, read_only: bool = False, threads: int | None = None):
+    def __init__(
+        self, path: Path, *, read_only: bool = False, threads: int | None = None,
+        light: bool = False,
+    ):
         from pipelines.warehouse.database import connect
 
         self.path = path
         self.label = str(path)
-        self.connection = connect(path, read_only=read_only, threads=threads)
+        self.connection = connect(path, read_only=read_only, threads=threads, light=light)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         """Run one statement; `?` marks take `params` in order."""

@@ -173,3 +173,39 @@ def test_busy_database_run_leaves_no_row_and_says_so(sync_env, simulator_factory
     assert code == 1 and "Another quorum-sms run is using" in err
     assert "Another quorum-sms run" in receiver.bodies[0]["text"]
     assert not sync_env.exists()
+
+
+def test_the_run_history_opens_at_the_floor_of_auto_whatever_the_file(
+    sync_env, simulator_factory, capsys, monkeypatch
+):
+    """The history writes a row, yet the checkpoint when its connection closes also merges
+    the row groups the last load's deletes thinned, and DuckDB fills whatever ceiling it gets
+    (after a 10M first sync: +230 MB at the file's share). Under `auto` it opens at the floor,
+    where the model build, opened the same way otherwise, gets the file's share."""
+    from pipelines.ops import history as history_module
+    from pipelines.warehouse import database as database_module
+    from pipelines.warehouse import memory
+    from pipelines.warehouse.engine import open_warehouse
+
+    # the run sets the process's connection defaults: they come back after the test
+    monkeypatch.setattr(database_module, "_connection_defaults", {})
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "auto")
+    monkeypatch.setattr(memory, "FILE_SHARE", 0.000001)  # any file is then past the cap
+    ceilings: list[str] = []
+    real_open = history_module.open_warehouse
+
+    def recording_open(target: Any, **options: Any) -> Any:
+        warehouse = real_open(target, **options)
+        ceilings.append(warehouse.query("select current_setting('memory_limit')").rows[0][0])
+        return warehouse
+
+    monkeypatch.setattr(history_module, "open_warehouse", recording_open)
+    sim = simulator_factory(n_records=300)
+    code, _, err = run(capsys, "sync", "--base-url", sim.base_url)
+    assert code == 0, err
+    assert [row["status"] for row in history(sync_env)] == ["succeeded"]
+    assert len(ceilings) >= 2, ceilings  # the row's start and its finish
+    assert set(ceilings) == {"61.0 MiB"}, ceilings  # 64MB, read as DuckDB's decimal megabytes
+    with open_warehouse(sync_env) as warehouse:  # as the model build opens it
+        build_ceiling = warehouse.query("select current_setting('memory_limit')").rows[0][0]
+    assert build_ceiling == "244.1 MiB"  # the cap, 256MB

@@ -47,6 +47,15 @@ def test_auto_follows_the_size_of_the_file(tmp_path: Path) -> None:
     assert memory_limit_for("auto", _sparse_file(tmp_path / "huge.duckdb", 1 << 40)) == LARGE_LIMIT
 
 
+def test_a_light_connection_gets_the_floor_of_auto_and_a_fixed_setting_as_it_is(
+    tmp_path: Path,
+) -> None:
+    large = _sparse_file(tmp_path / "10M.duckdb", 3 << 30)
+    assert memory_limit_for("auto", large) == LARGE_LIMIT
+    assert memory_limit_for("auto", large, light=True) == SMALL_LIMIT
+    assert memory_limit_for("32MB", large, light=True) == "32MB"
+
+
 def test_a_load_into_an_empty_warehouse_is_sized_by_its_window(tmp_path: Path) -> None:
     large = _sparse_file(tmp_path / "10M.duckdb", 3 << 30)
     # the usual window, and smaller ones, at the floor whatever the file's size
