@@ -899,7 +899,6 @@ def _sync(
                     _load_and_clean_up, config, scope, summary.notes,
                     fills_empty=fills_empty, window_records=window_records, trace=False,
                 ))
-            forget_config_traces()
             release_free_memory()  # the window's pages, before the next window
             # Later windows continue from the cursor the last one saved, without a lag: the
             # lag is for records committed late with an older `updated`, which the next run's
