@@ -23,7 +23,7 @@ from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import EXIT_LOADED_WITH_REJECTS, NotifyError, QuorumSmsError
 from pipelines.interrupts import Interrupted, interruption, raise_if_received
 from pipelines.lock import warehouse_lock
-from pipelines.ops.history import RunCounts, RunRecorder
+from pipelines.ops.history import RunCounts, RunRecorder, runs_since_compaction
 from pipelines.ops.notify import post_webhook
 from pipelines.ops.privacy import make_policy
 from pipelines.ops.reconcile import ReconcileResult, apply_deletions, read_live_ids
@@ -176,9 +176,13 @@ def run_nightly(
     try:
         run.policy = make_policy(load_pii_settings(config.run))
         run.target = warehouse_target(config.run.destination, config.database)
-        # the model build and the publish copy open their own DuckDB connections: same ceiling
+        # the model build and the publish copy open their own DuckDB connections: same ceiling;
+        # no row groups merged until `_choose_compaction` has read the history (a checkpoint
+        # of any writing connection, the history's own, would merge them)
         set_connection_defaults(
-            memory_limit=config.run.duckdb_memory_limit, threads=config.run.duckdb_threads
+            memory_limit=config.run.duckdb_memory_limit,
+            threads=config.run.duckdb_threads,
+            vacuum=False,
         )
         run.reporter.started(config)
         with owner_only_umask(), warehouse_lock(
@@ -190,6 +194,7 @@ def run_nightly(
             # a --since that would skip records is refused before the history row is written
             check_start(config)
             _start_history(run)
+            _choose_compaction(run)
             if _publish_step in steps:
                 run.published_copy = _start_published_copy(run)
                 if run.published_copy is not None:
@@ -250,6 +255,31 @@ def _start_history(run: _Run) -> None:
         run.reporter.note(
             f"{run.recorder.interrupted_marked} earlier run(s) ended without recording it "
             "(killed); marked interrupted in the run history"
+        )
+
+
+def _choose_compaction(run: _Run) -> None:
+    """Let this run's DuckDB checkpoints merge row groups, or not (`duckdb_compact_every`).
+
+    A first sync, a --full-refresh and a warehouse no recorded run has compacted yet may;
+    otherwise every `duckdb_compact_every`-th run, counted in the run history, does.
+    """
+    config = run.config
+    if not config.is_duckdb or run.recorder is None:
+        return
+    every = config.run.duckdb_compact_every
+    since = None if config.full_refresh else runs_since_compaction(run.target)
+    compact = since is None or since + 1 >= every
+    run.recorder.compacting = compact
+    set_connection_defaults(
+        memory_limit=config.run.duckdb_memory_limit,
+        threads=config.run.duckdb_threads,
+        vacuum=compact,
+    )
+    if compact and since is not None and every > 1:
+        run.reporter.note(
+            f"DuckDB may merge row groups in this run, the first in {since + 1} "
+            "(duckdb_compact_every): it takes longer than the nights between"
         )
 
 

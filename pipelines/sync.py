@@ -49,6 +49,7 @@ from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
 from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
+from pipelines.warehouse.database import vacuum_settings
 from pipelines.warehouse.engine import open_warehouse
 from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA
 from pipelines.warehouse.memory import (
@@ -151,6 +152,8 @@ def duckdb_settings(config: SyncConfig, memory_limit: str | None = None) -> dict
 
     DuckDB's default memory limit is 80 % of RAM: the merge of a large load would take it. A
     fixed limit makes it spill to disk instead, so memory stays flat however big the sync.
+    Row groups are merged at the load's checkpoint only when the run may compact
+    (`database.vacuum_settings`).
 
     Args:
         config: the validated settings.
@@ -161,6 +164,8 @@ def duckdb_settings(config: SyncConfig, memory_limit: str | None = None) -> dict
         or memory_limit_for(config.run.duckdb_memory_limit, config.database),
         "threads": config.run.duckdb_threads,
         "preserve_insertion_order": False,
+        # the run's choice (`orchestrator`): merge row groups at this load's checkpoint or not
+        **vacuum_settings(),
     }
 
 

@@ -60,6 +60,8 @@ COLUMNS: dict[str, str] = {
     "cursor_after": "VARCHAR",
     "exit_code": "INTEGER",
     "error": "VARCHAR",
+    # the run let DuckDB merge row groups (`duckdb_compact_every`); NULL: not a DuckDB sync
+    "compacted": "BOOLEAN",
 }
 DDL = (
     f"create schema if not exists {SCHEMA}; "
@@ -163,6 +165,8 @@ class RunRecorder:
         self.run_id = str(uuid.uuid4())
         self.started_at: datetime | None = None
         self.interrupted_marked = 0
+        #: whether this run lets DuckDB merge row groups; written by `finish` when set
+        self.compacting: bool | None = None
 
     def start(self, cursor_before: str | None = None) -> None:
         """Mark stale `running` rows interrupted, then insert this run's `running` row."""
@@ -214,12 +218,31 @@ class RunRecorder:
         for name, value in vars(counts).items():
             if value is not None:
                 values[name] = value
+        if self.compacting is not None:
+            values["compacted"] = self.compacting
         assignments = ", ".join(f"{name} = ?" for name in values)
         with _connect(self.target) as warehouse:
             warehouse.execute(
                 f"update {TABLE} set {assignments} where run_id = ?",
                 [*values.values(), self.run_id],
             )
+
+
+def runs_since_compaction(target: Target) -> int | None:
+    """Succeeded syncs since the newest succeeded one that compacted, or None if none did.
+
+    The caller holds the run lock and has started its own row (`RunRecorder.start`), so the
+    table exists and this run, still `running`, is not counted.
+    """
+    with _connect(target, read_only=True) as warehouse:
+        result = warehouse.query(
+            f"with syncs as (select started_at, compacted from {TABLE} "
+            "where command = 'sync' and status = 'succeeded') "
+            "select count(*) filter (where started_at > (select max(started_at) from syncs "
+            "where compacted)), count(*) filter (where compacted) from syncs"
+        )
+    since, compactions = result.rows[0]
+    return None if not compactions else int(since)
 
 
 def pid_alive(pid: int | None) -> bool:
