@@ -278,8 +278,8 @@ def _choose_compaction(run: _Run) -> None:
     )
     if compact and since is not None and every > 1:
         run.reporter.note(
-            f"DuckDB may merge row groups in this run, the first in {since + 1} "
-            "(duckdb_compact_every): it takes longer than the nights between"
+            f"DuckDB may merge row groups in this run, one run in {every} "
+            f"(duckdb_compact_every; {since} since the last): it takes longer than the others"
         )
 
 

@@ -60,7 +60,8 @@ def test_nights_append_row_groups_that_the_compacting_run_merges(
     # one row group (the events, ~4,000 rows, merge by DuckDB's size rules)
     assert groups[3]["quorum_raw.sendsms"] == groups[3]["analytics.fct_sms_message"] == 1
     assert not any("may merge row groups" in err for err in errors[:3])
-    assert "may merge row groups in this run, the first in 3" in errors[3]
+    assert "may merge row groups in this run, one run in 3" in errors[3]
+    assert "2 since the last" in errors[3]
 
 
 def test_with_compact_every_1_every_night_merges_as_duckdb_does(
