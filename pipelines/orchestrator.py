@@ -36,7 +36,7 @@ from pipelines.quorum.settings import RAW_DATASET
 from pipelines.redaction import redact
 from pipelines.sync import SyncSummary, check_start, make_pipeline, run_sync, saved_cursor
 from pipelines.target import builds_models, warehouse_target
-from pipelines.warehouse.database import set_connection_defaults
+from pipelines.warehouse.database import allow_vacuum, set_connection_defaults
 from pipelines.warehouse.publish import PublishResult, publish_analytics, remove_stale_temporaries
 from pipelines.warehouse.publish_prefetch import PublishedCopy
 from pipelines.warehouse.runner import BuildResult, build_models
@@ -271,11 +271,7 @@ def _choose_compaction(run: _Run) -> None:
     since = None if config.full_refresh else runs_since_compaction(run.target)
     compact = since is None or since + 1 >= every
     run.recorder.compacting = compact
-    set_connection_defaults(
-        memory_limit=config.run.duckdb_memory_limit,
-        threads=config.run.duckdb_threads,
-        vacuum=compact,
-    )
+    allow_vacuum(compact)
     if compact and since is not None and every > 1:
         run.reporter.note(
             f"DuckDB may merge row groups in this run, one run in {every} "

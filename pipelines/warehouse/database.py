@@ -30,33 +30,39 @@ def set_connection_defaults(
     """Cap DuckDB's memory and threads for every later `connect` in this process.
 
     `memory_limit` may be `auto`: each connection then gets the ceiling its file's size calls
-    for (`pipelines.warehouse.memory`). Without `vacuum`, the checkpoints of those connections
-    merge no row groups (`vacuum_settings`).
+    for (`pipelines.warehouse.memory`). `vacuum` as for `allow_vacuum`.
     """
     _connection_defaults.clear()
     if memory_limit:
         _connection_defaults["memory_limit"] = memory_limit
     if threads:
         _connection_defaults["threads"] = threads
-    _connection_defaults.update(vacuum_settings(vacuum))
+    allow_vacuum(vacuum)
 
 
-def vacuum_settings(vacuum: bool | None = None) -> dict[str, int]:
-    """DuckDB settings that stop a connection's checkpoints merging row groups, or none.
+#: Stops a connection's checkpoints merging row groups (DuckDB's vacuum).
+NO_VACUUM: dict[str, int] = {"max_vacuum_tasks": 0}
+
+
+def allow_vacuum(allowed: bool) -> None:
+    """Let the checkpoints of every later connection of this process merge row groups, or not.
 
     DuckDB's checkpoint merges adjacent row groups whose live rows fit in fewer (its vacuum).
     A night deletes the rows it replaces from old row groups and appends the new versions
     as a row group of their own, so nearly every night finds the newest row groups mergeable,
-    and a merge rewrites whole row groups to take in a few thousand rows. With
-    `max_vacuum_tasks = 0` they wait for a run that may merge (`duckdb_compact_every`),
-    which then merges the nights' row groups at once.
-
-    Args:
-        vacuum: whether checkpoints may merge; None: what `set_connection_defaults` set.
+    and a merge rewrites whole row groups to take in a few thousand rows. Without it they
+    wait for a run that may merge (`duckdb_compact_every`), which merges them at once.
     """
-    if vacuum is None:
-        return {"max_vacuum_tasks": 0} if "max_vacuum_tasks" in _connection_defaults else {}
-    return {} if vacuum else {"max_vacuum_tasks": 0}
+    if allowed:
+        for name in NO_VACUUM:
+            _connection_defaults.pop(name, None)
+    else:
+        _connection_defaults.update(NO_VACUUM)
+
+
+def vacuum_settings() -> dict[str, int]:
+    """What `allow_vacuum` chose, as settings for a connection opened elsewhere (the load's)."""
+    return dict(NO_VACUUM) if NO_VACUUM.keys() <= _connection_defaults.keys() else {}
 
 
 def connect(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.simulator import SimulatorServer
 from tests.ops.helpers import history, query, run
 
 #: Tables a night rewrites by key: the raw records and their events, and the fact mart.
@@ -24,19 +25,18 @@ def row_groups(database: Path) -> dict[str, int]:
 
 
 def nights(
-    sync_env: Path, sim: object, capsys: pytest.CaptureFixture[str], count: int
+    sync_env: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str], count: int
 ) -> tuple[list[dict[str, int]], list[str]]:
     """A first sync, then `count` nights with 5 % of the records changed before each.
 
     Returns the row groups after each run and each run's stderr.
     """
-    base_url = sim.base_url  # type: ignore[attr-defined]
-    code, _, err = run(capsys, "sync", "--base-url", base_url)
+    code, _, err = run(capsys, "sync", "--base-url", sim.base_url)
     assert code == 0, err
     groups, errors = [row_groups(sync_env)], [err]
     for _ in range(count):
-        sim.world.touch(fraction=0.05)  # type: ignore[attr-defined]
-        code, _, err = run(capsys, "sync", "--base-url", base_url)
+        sim.world.touch(fraction=0.05)
+        code, _, err = run(capsys, "sync", "--base-url", sim.base_url)
         assert code == 0, err
         groups.append(row_groups(sync_env))
         errors.append(err)
