@@ -23,7 +23,7 @@ from pipelines.config import SyncConfig, load_pii_settings, load_webhook_url
 from pipelines.errors import EXIT_LOADED_WITH_REJECTS, NotifyError, QuorumSmsError
 from pipelines.interrupts import Interrupted, interruption, raise_if_received
 from pipelines.lock import warehouse_lock
-from pipelines.ops.history import RunCounts, RunRecorder, runs_since_compaction
+from pipelines.ops.history import RunCounts, RunRecorder
 from pipelines.ops.notify import post_webhook
 from pipelines.ops.privacy import make_policy
 from pipelines.ops.reconcile import ReconcileResult, apply_deletions, read_live_ids
@@ -268,7 +268,7 @@ def _choose_compaction(run: _Run) -> None:
     if not config.is_duckdb or run.recorder is None:
         return
     every = config.run.duckdb_compact_every
-    since = None if config.full_refresh else runs_since_compaction(run.target)
+    since = None if config.full_refresh else run.recorder.syncs_since_compaction
     compact = since is None or since + 1 >= every
     run.recorder.compacting = compact
     allow_vacuum(compact)

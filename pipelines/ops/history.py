@@ -167,12 +167,19 @@ class RunRecorder:
         self.interrupted_marked = 0
         #: whether this run lets DuckDB merge row groups; written by `finish` when set
         self.compacting: bool | None = None
+        #: read by `start`: succeeded syncs since the newest succeeded one that compacted, or
+        #: None when none did (`duckdb_compact_every`)
+        self.syncs_since_compaction: int | None = None
 
     def start(self, cursor_before: str | None = None) -> None:
-        """Mark stale `running` rows interrupted, then insert this run's `running` row."""
+        """Mark stale `running` rows interrupted, then insert this run's `running` row.
+
+        On the way it reads `syncs_since_compaction` (before this run's row exists).
+        """
         self.started_at = _now()
         with _connect(self.target) as warehouse:
             ensure_table(warehouse)
+            self.syncs_since_compaction = _syncs_since_compaction(warehouse)
             marked = warehouse.query(
                 f"update {TABLE} set status = 'interrupted', finished_at = coalesce("
                 "finished_at, ?), error = coalesce(error, 'the process ended without recording "
@@ -228,19 +235,14 @@ class RunRecorder:
             )
 
 
-def runs_since_compaction(target: Target) -> int | None:
-    """Succeeded syncs since the newest succeeded one that compacted, or None if none did.
-
-    The caller holds the run lock and has started its own row (`RunRecorder.start`), so the
-    table exists and this run, still `running`, is not counted.
-    """
-    with _connect(target, read_only=True) as warehouse:
-        result = warehouse.query(
-            f"with syncs as (select started_at, compacted from {TABLE} "
-            "where command = 'sync' and status = 'succeeded') "
-            "select count(*) filter (where started_at > (select max(started_at) from syncs "
-            "where compacted)), count(*) filter (where compacted) from syncs"
-        )
+def _syncs_since_compaction(warehouse: Warehouse) -> int | None:
+    """Succeeded syncs since the newest succeeded one that compacted, or None if none did."""
+    result = warehouse.query(
+        f"with syncs as (select started_at, compacted from {TABLE} "
+        "where command = 'sync' and status = 'succeeded') "
+        "select count(*) filter (where started_at > (select max(started_at) from syncs "
+        "where compacted)), count(*) filter (where compacted) from syncs"
+    )
     since, compactions = result.rows[0]
     return None if not compactions else int(since)
 
