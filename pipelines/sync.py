@@ -47,6 +47,7 @@ from pipelines.quorum import (
 )
 from pipelines.quorum.normalize import PersonalDataPolicy
 from pipelines.quorum.rejects import KNOWN_REJECTS_QUERY, KnownReject
+from pipelines.quorum.versions import StoredVersions
 from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
 from pipelines.warehouse.database import vacuum_settings
@@ -71,6 +72,8 @@ class SyncSummary:
 
     database: Path
     records_fetched: int = 0
+    #: of those, read again exactly as stored (the lag window's re-reads): not loaded again
+    records_unchanged: int = 0
     records_new: int = 0
     records_updated: int = 0
     events_loaded: int = 0
@@ -98,6 +101,8 @@ class SyncSummary:
         rows = [
             ("database", str(self.database)),
             ("records fetched", f"{self.records_fetched:,}"),
+            ("unchanged", f"{self.records_unchanged:,} (read again in the lag window as "
+                          "already loaded: not loaded again)"),
             ("new", f"{self.records_new:,}"),
             ("updated", f"{self.records_updated:,}"),
             ("event rows loaded", f"{self.events_loaded:,}"),
@@ -308,6 +313,41 @@ def count_records(config: SyncConfig) -> int | None:
             f"select count(*) from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
         )
     return int(result.rows[0][0])
+
+
+#: The most stored versions a run reads for its lag window (16 bytes each in memory). A wider
+#: window (a lag widened after a long full scan) loads its re-reads again, as before.
+MAX_STORED_VERSIONS = 500_000
+
+
+def stored_versions(config: SyncConfig, start: datetime | None) -> StoredVersions | None:
+    """The `(id, updated)` of the warehouse's records changed at or after `start`.
+
+    A nightly run reads again, in its lag window, records the last run loaded; those whose
+    `updated` is the stored one are not loaded again (`quorum.versions`). None, and every
+    record read is loaded, on a first run, with `--full-refresh` or `--since` (a backfill
+    re-reads to rewrite), on a destination we do not build models on, and when the window
+    holds more than `MAX_STORED_VERSIONS` records.
+    """
+    if (start is None or config.full_refresh or config.since_given
+            or not builds_models(config.run.destination)):
+        return None
+    if config.is_duckdb and not config.database.exists():
+        return None
+    target = warehouse_target(config.run.destination, config.database)
+    with open_warehouse(target, read_only=True, light=True) as warehouse:
+        if settings.SENDSMS_TABLE not in warehouse.table_names(settings.RAW_DATASET):
+            return None
+        result = warehouse.query(
+            f"select id, updated from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE} "
+            f"where updated >= ? limit {MAX_STORED_VERSIONS + 1}",
+            [start],
+        )
+    if len(result.rows) > MAX_STORED_VERSIONS:
+        logger.info("more than %d records in the lag window: every re-read is loaded again",
+                    MAX_STORED_VERSIONS)
+        return None
+    return StoredVersions.from_rows(result.rows)
 
 
 def ensure_postgres_indexes(config: SyncConfig) -> None:
@@ -836,10 +876,9 @@ def _sync(
         summary.notes.append(backfill)
     elif source_settings.lag_seconds > config.source.lag_seconds:
         summary.notes.append(f"lag widened to {full_scan_lag:.0f} s after the last run's full scan")
+    start = _window_start(config, pipeline, source_settings.lag_seconds)
     windows = load_windows(
-        copy.copy(source_settings),
-        _window_start(config, pipeline, source_settings.lag_seconds),
-        max_records=config.run.records_per_load,
+        copy.copy(source_settings), start, max_records=config.run.records_per_load
     )
     if len(windows) > 1:
         summary.notes.append(
@@ -852,6 +891,8 @@ def _sync(
     requests = retries = 0
     read_from: datetime | None = None
     ensure_postgres_indexes(config)  # a warehouse synced before they existed
+    # after the pending load above: the versions it wrote are stored ones
+    versions = stored_versions(config, start if summary.cursor_before else None)
     # A window's load runs beside the next window's read (mostly DuckDB or the server, outside
     # the GIL, against mostly Python); the last window's load runs here, where a Ctrl-C stops
     # it as before.
@@ -876,6 +917,8 @@ def _sync(
                 known_rejects=known,
                 run_id=run_id,
                 window_end=window_end,
+                # later windows start at the cursor this run moved: past the lag window
+                stored_versions=versions if index == 0 else None,
             )
             if index:
                 # the open rejects are retried once, with the first window
@@ -923,6 +966,7 @@ def _sync(
     summary.cursor_after = saved_cursor(pipeline)
     summary.pages = observer.pages
     summary.records_fetched = observer.records
+    summary.records_unchanged = observer.unchanged
     summary.records_rejected = observer.rejects.rejected
     summary.rejects_new = observer.rejects.new
     summary.rejects_resolved = observer.rejects.resolved

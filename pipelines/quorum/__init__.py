@@ -57,6 +57,7 @@ from pipelines.quorum.settings import (
 )
 from pipelines.quorum.slicing import iter_pages_concurrently, plan_load_windows
 from pipelines.quorum.timestamps import parse_api_time, parse_since
+from pipelines.quorum.versions import StoredVersions
 from pipelines.quorum.workers import DecodedPage, DecodeWorkers
 from pipelines.redaction import register_secret
 
@@ -90,6 +91,8 @@ class SourceObserver:
     #: the last read went to the newest record, past any load window's end (a window's read
     #: fell back to a full scan, or it had no end): no later window is left to load
     read_to_end: bool = False
+    #: records read again exactly as the warehouse holds them (`stored_versions`): not loaded
+    unchanged: int = 0
 
     @property
     def pages(self) -> int:
@@ -226,6 +229,7 @@ def quorum_source(
     known_rejects: Sequence[KnownReject] = (),
     run_id: str | None = None,
     window_end: datetime | None = None,
+    stored_versions: StoredVersions | None = None,
 ) -> list[DltResource]:
     """The Quorum SendSMS source.
 
@@ -241,6 +245,9 @@ def quorum_source(
         run_id: stored with every reject row; dlt's load id when None.
         window_end: read only records with `updated` before it (one load window of a large
             sync, see `load_windows`); None reads to the newest record.
+        stored_versions: the `(id, updated)` the warehouse holds in the lag window: a record
+            read again with the stored `updated` is the stored row, and is not loaded again
+            (`quorum.versions`). None loads every record read.
 
     Returns:
         The `sendsms` and `sendsms_retry` resources.
@@ -269,6 +276,7 @@ def quorum_source(
             max_reject_fraction=settings.max_reject_fraction,
             close=close,
             window_end=window_end,
+            stored_versions=stored_versions,
         ),
         retry_resource(client, reject_log=reject_log, policy=policy, close=close),
     ]
@@ -308,6 +316,7 @@ def sendsms_resource(
     close: Callable[[], None] | None = None,
     decode_workers: int = 0,
     window_end: datetime | None = None,
+    stored_versions: StoredVersions | None = None,
 ) -> DltResource:
     """Build the `sendsms` resource around a ready client (see `quorum_source`).
 
@@ -355,6 +364,9 @@ def sendsms_resource(
                 end=window_end,
             ):
                 split = page.split() if isinstance(page, DecodedPage) else split_page(page, policy)
+                if stored_versions is not None:
+                    split, unchanged = stored_versions.drop_unchanged(split)
+                    observer.unchanged += unchanged
                 for tables in batch.add(split.sendsms, split.events):
                     yield from _data_items(*tables)
                 for record, reason in split.bad:

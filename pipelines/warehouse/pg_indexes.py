@@ -66,6 +66,11 @@ RAW_INDEXES = (
         "also gives the planner the true maximum beyond its statistics",
     ),
     RawIndex(
+        "sendsms", "sendsms__updated", "updated",
+        why="a nightly run reads the stored versions of its lag window's records by "
+        "`updated` (`pipelines.sync.stored_versions`), so it does not load them again",
+    ),
+    RawIndex(
         "sendsms", "sendsms__deleted_id", "id", where="source_deleted_at is not null",
         why="the few records deleted at the source: the build's deleted-id bookkeeping and "
         "change detection read only them (partial, so it stays as small as they are)",

@@ -116,6 +116,8 @@ def test_indexes_follow_first_sync_full_refresh_and_full_build(
     assert "sendsms__id" in merge, merge
     changed = plan_of(pg_env, f"select sendsms_id from {events} where _dlt_load_id > '{load_id}'")
     assert "sendsms_events___dlt_load_id" in changed, changed
+    versions = plan_of(pg_env, f"select id, updated from {raw} where updated >= now()")
+    assert "sendsms__updated" in versions, versions
     deleted = plan_of(pg_env, f"select id from {raw} where source_deleted_at is not null")
     assert "sendsms__deleted_id" in deleted, deleted
     lookup = plan_of(

@@ -55,5 +55,6 @@ def test_raw_tables_without_load_ids_get_the_indexes_they_can_have(
                 "select indexname from pg_indexes where schemaname = 'quorum_raw'").rows
         }
     assert set(created) == present == {
-        "sendsms__id", "sendsms__deleted_id", "sendsms_events__sendsms_id_event_type"
+        "sendsms__id", "sendsms__updated", "sendsms__deleted_id",
+        "sendsms_events__sendsms_id_event_type",
     }
