@@ -308,7 +308,8 @@ def run_ours(
     run.requests = _summary_number(out, "pages", r"[\d,]+\s+\(([\d,]+) requests")
     # a full sync loads every record; a nightly run's work is what it read
     run.records = fetched if before else after
-    run.extra = {"rows_before": before, "rows_after": after, "records_fetched": fetched}
+    run.extra = {"rows_before": before, "rows_after": after, "records_fetched": fetched,
+                 "records_unchanged": _summary_number(out, "unchanged")}
     if code != 0:
         run.note = f"FAILED (exit {code}, see ours-{_slug(scenario)}.log)"
     return run

@@ -100,6 +100,8 @@ class Nightly:
     warehouse_bytes: int = 0
     touched: int = 0
     records_fetched: int = 0
+    #: of those, read again as stored (the lag window's re-reads): not loaded again
+    records_unchanged: int = 0
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
     tree_pss_mb: float = 0.0
@@ -434,6 +436,7 @@ def run_size(
                                server_pid)  # fmt: skip
             night.touched = n_touched
             night.records_fetched = summary_number(child.out, "records fetched")
+            night.records_unchanged = summary_number(child.out, "unchanged")
             night.wall_s, night.cpu_s = child.wall_s, child.cpu_s
             night.peak_rss_mb = child.peak_rss_mb
             night.tree_pss_mb = child.tree_pss_mb
@@ -446,7 +449,8 @@ def run_size(
                 night.note = "read far more than changed: the cursor was not continued"
             results.append(night)
             print(f"  {night.engine} nightly: {night.wall_s:.1f} s, "
-                  f"{night.records_fetched:,} fetched, peak {night.peak_rss_mb:.0f} MB "
+                  f"{night.records_fetched:,} fetched ({night.records_unchanged:,} unchanged), "
+                  f"peak {night.peak_rss_mb:.0f} MB "
                   f"{night.note}", flush=True)  # fmt: skip
     finally:
         sim.stop()
@@ -533,14 +537,16 @@ def add_ratios(results: list[Nightly]) -> None:
 def print_table(results: list[Nightly]) -> None:
     """One aligned table of the nightly runs."""
     smallest = min((r.records for r in results), default=0)
-    cols = ("engine", "warehouse", "on disk GB", "records read", "wall s", "peak RSS MB",
+    cols = ("engine", "warehouse", "on disk GB", "records read", "unchanged", "wall s",
+            "peak RSS MB",
             "tree RSS MB",
         "tree PSS MB", "server PSS MB", f"vs {_size(smallest)}", "first sync rec/s",
             "prepared by", "note")  # fmt: skip
     rows = [
         (
             r.engine, _size(r.records), f"{r.warehouse_bytes / 1e9:.2f}",
-            f"{r.records_fetched:,}", f"{r.wall_s:.1f}", f"{r.peak_rss_mb:.0f}",
+            f"{r.records_fetched:,}", f"{r.records_unchanged:,}", f"{r.wall_s:.1f}",
+            f"{r.peak_rss_mb:.0f}",
             f"{r.tree_rss_mb:.0f}",
             f"{r.tree_pss_mb:.0f}",
             "" if r.server_peak_pss_mb is None else f"{r.server_peak_pss_mb:.0f}",
@@ -649,7 +655,8 @@ def main(argv: Sequence[str]) -> int:
         "wall s: process start to exit (sync, models; publishing on DuckDB). peak RSS: the "
         "quorum-sms process (wait4); server PSS: the PostgreSQL server's "
         "processes (shared buffers counted once), sampled. records read: the summary's "
-        "`records fetched` (changed + lag window)."
+        "`records fetched` (changed + lag window); unchanged: of those, the lag window's "
+        "records read again as stored, not loaded again."
     )
     out = args.out or RESULTS / f"nightly-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -327,7 +327,8 @@ def stored_versions(config: SyncConfig, start: datetime | None) -> StoredVersion
     `updated` is the stored one are not loaded again (`quorum.versions`). None, and every
     record read is loaded, on a first run, with `--full-refresh` or `--since` (a backfill
     re-reads to rewrite), on a destination we do not build models on, and when the window
-    holds more than `MAX_STORED_VERSIONS` records.
+    holds more than `MAX_STORED_VERSIONS` records. Rows `reconcile` marked deleted at the
+    source are left out: one the API serves again is loaded, which clears its mark.
     """
     if (start is None or config.full_refresh or config.since_given
             or not builds_models(config.run.destination)):
@@ -340,7 +341,10 @@ def stored_versions(config: SyncConfig, start: datetime | None) -> StoredVersion
             return None
         result = warehouse.query(
             f"select id, updated from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE} "
-            f"where updated >= ? limit {MAX_STORED_VERSIONS + 1}",
+            # a row marked deleted that the API serves again is loaded again: that clears
+            # the mark (`ops.reconcile`)
+            f"where updated >= ? and source_deleted_at is null "
+            f"limit {MAX_STORED_VERSIONS + 1}",
             [start],
         )
     if len(result.rows) > MAX_STORED_VERSIONS:
