@@ -13,6 +13,11 @@ runs on each engine in turn, timed from process start to exit with its own peak 
 is not the client's RSS). One table and one JSON (`--out`) come out, with the 10M/1M ratio
 per engine when both sizes ran.
 
+`--rounds N` (DuckDB from `--warehouse-cache` only) runs the sizes in turn N times, each round
+on a fresh copy of the cached warehouse and a fresh simulator (same seed: the same records
+touched), and prints the median wall time and 10M/1M ratio with every round's value: one
+nightly run wanders with the machine, and a slow stretch then falls on both sizes of a round.
+
 Preparing the warehouses:
 
 * DuckDB: a real full `quorum-sms sync` (models and publishing included).
@@ -38,6 +43,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,6 +99,8 @@ class Nightly:
 
     engine: str
     records: int
+    #: which of `--rounds` it belongs to (1-based)
+    round: int = 1
     prepare: str = ""
     prepare_s: float = 0.0
     first_sync_s: float | None = None
@@ -367,9 +375,9 @@ def _cached_duckdb(args: argparse.Namespace, records: int) -> Path | None:
     return found if found.exists() else None
 
 
-def _restore_duckdb(cached: Path, workdir: Path) -> Path:
+def _restore_duckdb(cached: Path, workdir: Path, round_no: int = 1) -> Path:
     """Copy a cached warehouse and dlt's folder beside it (the nightly changes both)."""
-    folder_for_size = workdir / f"cached-{cached.parent.name}"
+    folder_for_size = workdir / f"cached-{cached.parent.name}-round-{round_no}"
     folder_for_size.mkdir()
     database = folder_for_size / cached.name
     shutil.copy2(cached, database)
@@ -385,9 +393,14 @@ def run_size(
     workdir: Path,
     pg: PgServer | None,
     rates: dict[str, float],
+    round_no: int = 1,
 ) -> list[Nightly]:
-    """Prepare every engine's warehouse for one world, touch it once, time each nightly."""
-    sim = Simulator(records, 0, args.seed, workdir / f"simulator-{records}.log")
+    """Prepare every engine's warehouse for one world, touch it once, time each nightly.
+
+    Each call starts its own simulator: the same seed serves the same world and touches the
+    same records, so every round's nightly does the same work.
+    """
+    sim = Simulator(records, 0, args.seed, workdir / f"simulator-{records}-{round_no}.log")
     results: list[Nightly] = []
     try:
         sim.wait_ready()
@@ -397,7 +410,7 @@ def run_size(
         needs_duck = "duckdb" in args.engines or _pg_mode(args, records, rates) == "copy"
         cached = _cached_duckdb(args, records)
         if needs_duck and cached is not None:
-            duck = _restore_duckdb(cached, workdir)
+            duck = _restore_duckdb(cached, workdir, round_no)
             # A published file is only updated in place where it was written (path, inode,
             # size and mtime are checked): one build here publishes the copy whole, so the
             # nightly meets a published file of its own, as every night after the first.
@@ -412,10 +425,12 @@ def run_size(
         if "duckdb" in args.engines:
             assert duck is not None
             if duck_child is None:
-                night = Nightly("duckdb", records, prepare="full warehouse of benchmark.py's "
+                night = Nightly("duckdb", records, round=round_no,
+                                prepare="full warehouse of benchmark.py's "
                                 "--warehouse-cache (models built), copied")  # fmt: skip
             else:
-                night = Nightly("duckdb", records, prepare="full sync (models, publish)",
+                night = Nightly("duckdb", records, round=round_no,
+                                prepare="full sync (models, publish)",
                                 prepare_s=duck_child.wall_s, first_sync_s=duck_child.wall_s,
                                 first_sync_records_per_s=records / duck_child.wall_s)  # fmt: skip
             if args.prepare_memory_limit and duck_child is not None:
@@ -526,25 +541,63 @@ def prepare_postgres(
 
 
 def add_ratios(results: list[Nightly]) -> None:
-    """Each engine's nightly time over its time at the smallest size."""
+    """Each engine's nightly time over its time at the smallest size in the same round."""
     for engine in ENGINES:
-        runs = sorted((r for r in results if r.engine == engine), key=lambda r: r.records)
-        if len(runs) > 1 and runs[0].wall_s:
-            for run in runs[1:]:
-                run.ratio_to_smallest = run.wall_s / runs[0].wall_s
+        for round_no in sorted({r.round for r in results}):
+            runs = sorted((r for r in results if r.engine == engine and r.round == round_no),
+                          key=lambda r: r.records)  # fmt: skip
+            if len(runs) > 1 and runs[0].wall_s:
+                for run in runs[1:]:
+                    run.ratio_to_smallest = run.wall_s / runs[0].wall_s
+
+
+def medians(results: list[Nightly]) -> list[dict[str, Any]]:
+    """Per engine and size over the rounds: the median wall time and ratio, and each value.
+
+    One nightly run wanders with the machine (a 1M night took 4.0-5.6 s on one day), and a
+    ratio of two single runs wanders with both; rounds run the sizes in turn, so a slow
+    stretch of the machine falls on both sizes of a round.
+    """
+    out: list[dict[str, Any]] = []
+    for engine in ENGINES:
+        for records in sorted({r.records for r in results if r.engine == engine}):
+            runs = [r for r in results if r.engine == engine and r.records == records]
+            walls = [r.wall_s for r in runs]
+            ratios = [r.ratio_to_smallest for r in runs if r.ratio_to_smallest is not None]
+            out.append({
+                "engine": engine, "records": records, "rounds": len(runs),
+                "median_wall_s": statistics.median(walls), "wall_s": walls,
+                "median_ratio": statistics.median(ratios) if ratios else None,
+                "ratios": ratios,
+                "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+            })  # fmt: skip
+    return out
+
+
+def print_medians(summary: list[dict[str, Any]]) -> None:
+    """One line per engine and size: the median over the rounds, then every value."""
+    print("medians over the rounds:")
+    for row in summary:
+        walls = ", ".join(f"{w:.1f}" for w in row["wall_s"])
+        line = (f"  {row['engine']} {_size(row['records'])}: {row['median_wall_s']:.1f} s "
+                f"({walls} s), peak {row['peak_rss_mb']:.0f} MB")  # fmt: skip
+        if row["median_ratio"] is not None:
+            ratios = ", ".join(f"{r:.2f}x" for r in row["ratios"])
+            line += f"; vs the smallest size: median {row['median_ratio']:.2f}x ({ratios})"
+        print(line)
 
 
 def print_table(results: list[Nightly]) -> None:
     """One aligned table of the nightly runs."""
     smallest = min((r.records for r in results), default=0)
-    cols = ("engine", "warehouse", "on disk GB", "records read", "unchanged", "wall s",
+    cols = ("round", "engine", "warehouse", "on disk GB", "records read", "unchanged", "wall s",
             "peak RSS MB",
             "tree RSS MB",
         "tree PSS MB", "server PSS MB", f"vs {_size(smallest)}", "first sync rec/s",
             "prepared by", "note")  # fmt: skip
     rows = [
         (
-            r.engine, _size(r.records), f"{r.warehouse_bytes / 1e9:.2f}",
+            str(r.round), r.engine, _size(r.records), f"{r.warehouse_bytes / 1e9:.2f}",
             f"{r.records_fetched:,}", f"{r.records_unchanged:,}", f"{r.wall_s:.1f}",
             f"{r.peak_rss_mb:.0f}",
             f"{r.tree_rss_mb:.0f}",
@@ -611,6 +664,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="benchmark.py's --warehouse-cache folder: a full DuckDB warehouse of the same world "
         "found there is copied instead of syncing one (a 10M sync takes many minutes)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every size this many times, the sizes in turn, each round on a fresh copy of "
+        "the cached warehouse and a fresh simulator; medians are printed (needs "
+        "--warehouse-cache and --engines duckdb)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep warehouses and logs")
     parser.add_argument("--out", type=Path, help="JSON results file")
@@ -623,6 +684,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     unknown = [e for e in args.engines if e not in ENGINES]
     if unknown or not args.engines:
         parser.error(f"--engines takes duckdb and/or postgres, not {','.join(unknown) or '-'}")
+    if args.rounds < 1:
+        parser.error("--rounds takes a whole number of at least 1")
+    if args.rounds > 1 and (args.warehouse_cache is None or args.engines != ["duckdb"]):
+        parser.error("--rounds above 1 needs --warehouse-cache and --engines duckdb: each round "
+                     "restores the cached warehouse (a full sync or a PostgreSQL copy per round "
+                     "would take far longer than the nightly it prepares)")
     return args
 
 
@@ -643,14 +710,18 @@ def main(argv: Sequence[str]) -> int:
     results: list[Nightly] = []
     rates: dict[str, float] = {}
     with _maybe_postgres("postgres" in args.engines, settings) as pg:
-        for records in args.records:
-            results.extend(run_size(records, args, workdir, pg, rates))
+        for round_no in range(1, args.rounds + 1):
+            for records in args.records:
+                results.extend(run_size(records, args, workdir, pg, rates, round_no))
     add_ratios(results)
+    summary = medians(results)
     info = machine()
     print(f"\nnightly `quorum-sms sync` end to end after {args.changed_fraction:.1%} changed; "
           f"{info['cores']} cores ({info['cpu']}), {info['memory_gb']} GB; "
           f"{(time.perf_counter() - started) / 60:.1f} min in all")  # fmt: skip
     print_table(results)
+    if args.rounds > 1:
+        print_medians(summary)
     print(
         "wall s: process start to exit (sync, models; publishing on DuckDB). peak RSS: the "
         "quorum-sms process (wait4); server PSS: the PostgreSQL server's "
@@ -663,7 +734,7 @@ def main(argv: Sequence[str]) -> int:
     out.write_text(json.dumps({
         "when": stamp, "machine": info, "pg_settings": list(settings),
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "runs": [asdict(r) for r in results],
+        "runs": [asdict(r) for r in results], "medians": summary,
     }, indent=2))  # fmt: skip
     print(f"results: {out}")
     if not args.keep:
