@@ -299,8 +299,10 @@ def delete_loaded_packages(pipeline: dlt.Pipeline) -> int:
     return removed
 
 
-def count_records(config: SyncConfig) -> int | None:
-    """Rows in `quorum_raw.sendsms` (DuckDB or PostgreSQL), or None when there is none yet."""
+def _query_records(config: SyncConfig, sql: str, params: list[Any] | None = None
+                   ) -> list[tuple[Any, ...]] | None:
+    """Rows of a query on `quorum_raw.sendsms` (`{table}` in `sql`), on a light read-only
+    connection; None where we build no models or the table does not exist yet."""
     if not builds_models(config.run.destination):
         return None
     if config.is_duckdb and not config.database.exists():
@@ -309,10 +311,14 @@ def count_records(config: SyncConfig) -> int | None:
     with open_warehouse(target, read_only=True, light=True) as warehouse:
         if settings.SENDSMS_TABLE not in warehouse.table_names(settings.RAW_DATASET):
             return None
-        result = warehouse.query(
-            f"select count(*) from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
-        )
-    return int(result.rows[0][0])
+        table = f"{settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
+        return warehouse.query(sql.format(table=table), params).rows
+
+
+def count_records(config: SyncConfig) -> int | None:
+    """Rows in `quorum_raw.sendsms` (DuckDB or PostgreSQL), or None when there is none yet."""
+    rows = _query_records(config, "select count(*) from {table}")
+    return None if rows is None else int(rows[0][0])
 
 
 #: The most stored versions a run reads for its lag window (16 bytes each in memory). A wider
@@ -330,28 +336,23 @@ def stored_versions(config: SyncConfig, start: datetime | None) -> StoredVersion
     holds more than `MAX_STORED_VERSIONS` records. Rows `reconcile` marked deleted at the
     source are left out: one the API serves again is loaded, which clears its mark.
     """
-    if (start is None or config.full_refresh or config.since_given
-            or not builds_models(config.run.destination)):
+    if start is None or config.full_refresh or config.since_given:
         return None
-    if config.is_duckdb and not config.database.exists():
+    rows = _query_records(
+        config,
+        # a row marked deleted that the API serves again is loaded again: that clears the
+        # mark (`ops.reconcile`)
+        "select id, updated from {table} where updated >= ? and source_deleted_at is null "
+        f"limit {MAX_STORED_VERSIONS + 1}",
+        [start],
+    )
+    if rows is None:
         return None
-    target = warehouse_target(config.run.destination, config.database)
-    with open_warehouse(target, read_only=True, light=True) as warehouse:
-        if settings.SENDSMS_TABLE not in warehouse.table_names(settings.RAW_DATASET):
-            return None
-        result = warehouse.query(
-            f"select id, updated from {settings.RAW_DATASET}.{settings.SENDSMS_TABLE} "
-            # a row marked deleted that the API serves again is loaded again: that clears
-            # the mark (`ops.reconcile`)
-            f"where updated >= ? and source_deleted_at is null "
-            f"limit {MAX_STORED_VERSIONS + 1}",
-            [start],
-        )
-    if len(result.rows) > MAX_STORED_VERSIONS:
+    if len(rows) > MAX_STORED_VERSIONS:
         logger.info("more than %d records in the lag window: every re-read is loaded again",
                     MAX_STORED_VERSIONS)
         return None
-    return StoredVersions.from_rows(result.rows)
+    return StoredVersions.from_rows(rows)
 
 
 def ensure_postgres_indexes(config: SyncConfig) -> None:
