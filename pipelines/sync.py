@@ -51,7 +51,7 @@ from pipelines.quorum.versions import StoredVersions
 from pipelines.redaction import redact
 from pipelines.target import POSTGRES, builds_models, postgres_credentials, warehouse_target
 from pipelines.warehouse.database import vacuum_settings
-from pipelines.warehouse.engine import open_warehouse
+from pipelines.warehouse.engine import Warehouse, open_warehouse
 from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA
 from pipelines.warehouse.memory import (
     DUCKDB_OUT_OF_MEMORY_WORDS,
@@ -299,26 +299,42 @@ def delete_loaded_packages(pipeline: dlt.Pipeline) -> int:
     return removed
 
 
-def _query_records(config: SyncConfig, sql: str, params: list[Any] | None = None
-                   ) -> list[tuple[Any, ...]] | None:
-    """Rows of a query on `quorum_raw.sendsms` (`{table}` in `sql`), on a light read-only
-    connection; None where we build no models or the table does not exist yet."""
-    if not builds_models(config.run.destination):
-        return None
-    if config.is_duckdb and not config.database.exists():
-        return None
+@contextmanager
+def _raw_sendsms(config: SyncConfig) -> Iterator[tuple[Warehouse, str] | None]:
+    """A light read-only connection and the name of `quorum_raw.sendsms`; None where we
+    build no models or the table does not exist yet."""
+    if not builds_models(config.run.destination) or (
+        config.is_duckdb and not config.database.exists()
+    ):
+        yield None
+        return
     target = warehouse_target(config.run.destination, config.database)
     with open_warehouse(target, read_only=True, light=True) as warehouse:
         if settings.SENDSMS_TABLE not in warehouse.table_names(settings.RAW_DATASET):
-            return None
-        table = f"{settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
-        return warehouse.query(sql.format(table=table), params).rows
+            yield None
+            return
+        yield warehouse, f"{settings.RAW_DATASET}.{settings.SENDSMS_TABLE}"
 
 
 def count_records(config: SyncConfig) -> int | None:
     """Rows in `quorum_raw.sendsms` (DuckDB or PostgreSQL), or None when there is none yet."""
-    rows = _query_records(config, "select count(*) from {table}")
-    return None if rows is None else int(rows[0][0])
+    with _raw_sendsms(config) as raw:
+        return None if raw is None else _count(*raw)
+
+
+def records_before(
+    config: SyncConfig, stored_from: datetime | None
+) -> tuple[int | None, StoredVersions | None]:
+    """Before the read, on one connection: `count_records`, and the stored versions of the
+    records changed at or after `stored_from` (None reads none; see `stored_versions`)."""
+    with _raw_sendsms(config) as raw:
+        if raw is None:
+            return None, None
+        return _count(*raw), stored_versions(*raw, stored_from)
+
+
+def _count(warehouse: Warehouse, table: str) -> int:
+    return int(warehouse.query(f"select count(*) from {table}").rows[0][0])
 
 
 #: The most stored versions a run reads for its lag window (16 bytes each in memory). A wider
@@ -326,28 +342,25 @@ def count_records(config: SyncConfig) -> int | None:
 MAX_STORED_VERSIONS = 500_000
 
 
-def stored_versions(config: SyncConfig, start: datetime | None) -> StoredVersions | None:
-    """The `(id, updated)` of the warehouse's records changed at or after `start`.
+def stored_versions(
+    warehouse: Warehouse, table: str, start: datetime | None
+) -> StoredVersions | None:
+    """The `(id, updated)` of the records in `table` changed at or after `start`.
 
     A nightly run reads again, in its lag window, records the last run loaded; those whose
-    `updated` is the stored one are not loaded again (`quorum.versions`). None, and every
-    record read is loaded, on a first run, with `--full-refresh` or `--since` (a backfill
-    re-reads to rewrite), on a destination we do not build models on, and when the window
-    holds more than `MAX_STORED_VERSIONS` records. Rows `reconcile` marked deleted at the
-    source are left out: one the API serves again is loaded, which clears its mark.
+    `updated` is the stored one are not loaded again (`quorum.versions`). The caller passes
+    None, and every record read is loaded, on a first run, with `--full-refresh` or
+    `--since` (a backfill re-reads to rewrite); so does a window holding more than
+    `MAX_STORED_VERSIONS` records. Rows `reconcile` marked deleted at the source are left
+    out: one the API serves again is loaded, which clears its mark.
     """
-    if start is None or config.full_refresh or config.since_given:
+    if start is None:
         return None
-    rows = _query_records(
-        config,
-        # a row marked deleted that the API serves again is loaded again: that clears the
-        # mark (`ops.reconcile`)
-        "select id, updated from {table} where updated >= ? and source_deleted_at is null "
+    rows = warehouse.query(
+        f"select id, updated from {table} where updated >= ? and source_deleted_at is null "
         f"limit {MAX_STORED_VERSIONS + 1}",
         [start],
-    )
-    if rows is None:
-        return None
+    ).rows
     if len(rows) > MAX_STORED_VERSIONS:
         logger.info("more than %d records in the lag window: every re-read is loaded again",
                     MAX_STORED_VERSIONS)
@@ -870,9 +883,6 @@ def _sync(
         pipeline.load()
         summary.pending_load_finished = True
     summary.cursor_before = None if config.full_refresh else saved_cursor(pipeline)
-    rows_before = None if config.full_refresh else count_records(config)
-    # nothing in the warehouse to delete from: a load's DuckDB ceiling follows its window
-    fills_empty = not rows_before
     previous = {} if config.full_refresh else resource_state(pipeline)
     source_settings = copy.copy(config.source)
     source_settings.lag_seconds, backfill = start_lag(config, pipeline)
@@ -882,6 +892,15 @@ def _sync(
     elif source_settings.lag_seconds > config.source.lag_seconds:
         summary.notes.append(f"lag widened to {full_scan_lag:.0f} s after the last run's full scan")
     start = _window_start(config, pipeline, source_settings.lag_seconds)
+    ensure_postgres_indexes(config)  # a warehouse synced before they existed
+    # After the pending load above: the versions it wrote are stored ones. A backfill
+    # (--since) reads no versions: it re-reads to rewrite.
+    stored_from = start if summary.cursor_before and not config.since_given else None
+    rows_before, versions = (
+        (None, None) if config.full_refresh else records_before(config, stored_from)
+    )
+    # nothing in the warehouse to delete from: a load's DuckDB ceiling follows its window
+    fills_empty = not rows_before
     windows = load_windows(
         copy.copy(source_settings), start, max_records=config.run.records_per_load
     )
@@ -895,9 +914,6 @@ def _sync(
     loaded = 0
     requests = retries = 0
     read_from: datetime | None = None
-    ensure_postgres_indexes(config)  # a warehouse synced before they existed
-    # after the pending load above: the versions it wrote are stored ones
-    versions = stored_versions(config, start if summary.cursor_before else None)
     # A window's load runs beside the next window's read (mostly DuckDB or the server, outside
     # the GIL, against mostly Python); the last window's load runs here, where a Ctrl-C stops
     # it as before.
