@@ -390,6 +390,7 @@ def _summary_counts(summary: SyncSummary | None) -> RunCounts:
         records_loaded=summary.records_new + summary.records_updated,
         records_new=summary.records_new,
         records_updated=summary.records_updated,
+        records_unchanged=summary.records_unchanged,
         events_loaded=summary.events_loaded,
         pages=summary.pages,
         requests=summary.requests,

@@ -177,6 +177,8 @@ def status_command(args: argparse.Namespace) -> int:
             f"{run['records_fetched'] if run['records_fetched'] is not None else '-'} fetched, "
             f"{what}"
         )
+        if run.values.get("records_unchanged"):
+            line += f", {run['records_unchanged']} unchanged (read again as stored)"
         if run.values.get("records_rejected"):
             line += f", {run['records_rejected']} rejected (quorum_raw.sendsms_rejects)"
             if run.values.get("rejected_sample"):

@@ -48,6 +48,8 @@ COLUMNS: dict[str, str] = {
     "records_loaded": "BIGINT",
     "records_new": "BIGINT",
     "records_updated": "BIGINT",
+    # read again in the lag window exactly as stored: not loaded again
+    "records_unchanged": "BIGINT",
     "events_loaded": "BIGINT",
     "records_deleted": "BIGINT",
     "records_rejected": "BIGINT",
@@ -80,6 +82,7 @@ class RunCounts:
     records_loaded: int | None = None
     records_new: int | None = None
     records_updated: int | None = None
+    records_unchanged: int | None = None
     events_loaded: int | None = None
     records_deleted: int | None = None
     records_rejected: int | None = None
