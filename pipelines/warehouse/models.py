@@ -60,6 +60,7 @@ _WITHIN_FORM = re.compile(r"^([a-z_][a-z0-9_]*)\s+(\d+)\s+hours?$")
 _GRAINS = re.compile(r"^grain\((.*)\)$")
 _ADDITIVE = re.compile(r"^\s*--\s*incremental_strategy\s*:(.*)$", re.MULTILINE)
 _ADDITIVE_FORM = re.compile(r"^additive\((.*)\)$")
+_STORED_ORDER = re.compile(r"^\s*--\s*stored_order\s*:(.*)$", re.MULTILINE)
 _SCOPE = re.compile(r"^\s*--\s*incremental_scope\s*:\s*changed_keys\s*$", re.MULTILINE)
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -142,6 +143,8 @@ class Model:
     reads: tuple[str, ...] = field(default=())
     unique_key: UniqueKey | None = None
     digest: str = ""
+    #: `-- stored_order: column, ...`: after a full build, DuckDB keeps the rows in this order
+    stored_order: tuple[str, ...] = ()
 
     @property
     def relation(self) -> str:
@@ -286,7 +289,10 @@ def discover_models(sql_dir: Path) -> list[Model]:
         depends = tuple(_model_names(reads, by_relation, path))
         key = unique_key_of(sql, path) if kind == "table" else None
         digest = hashlib.sha256(sql.encode("utf-8")).hexdigest()
-        models[name] = Model(name, kind, schema, path, layer, sql, depends, reads, key, digest)
+        order = stored_order_of(sql, path) if kind == "table" else ()
+        models[name] = Model(
+            name, kind, schema, path, layer, sql, depends, reads, key, digest, order
+        )
     return _ordered(models)
 
 
@@ -370,6 +376,24 @@ def _together_columns_of(
     if not all(_COLUMN.match(c) for c in read_columns + write_columns):
         raise ConfigError(usage)
     return read_columns, write_columns
+
+
+def stored_order_of(sql: str, path: Path) -> tuple[str, ...]:
+    """The columns of a table model's `-- stored_order: column, ...` line; () without one.
+
+    Raises:
+        ConfigError: more than one such line, or one that is not a list of column names.
+    """
+    lines = [line.strip().lower() for line in _STORED_ORDER.findall(sql)]
+    if not lines:
+        return ()
+    columns = tuple(c.strip() for c in lines[0].split(","))
+    if len(lines) > 1 or not all(_COLUMN.match(c) for c in columns):
+        raise ConfigError(
+            f"The model {path} declares stored_order wrongly; write one line "
+            "`-- stored_order: column, column` naming columns of its result, or remove it."
+        )
+    return columns
 
 
 def _together_within_of(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
+from pipelines.interrupts import received
 from pipelines.warehouse.checks import CheckFailure, run_checks
 from pipelines.warehouse.compiler import compile_sql
 from pipelines.warehouse.database import DEFAULT_SQL_DIR, RAW_SCHEMA
@@ -65,6 +66,8 @@ class BuildResult:
     #: per model recomputed by group (`recompute_together_by`): the other rows of the changed
     #: records' groups it read from its own columns (what the night's changes fanned out to)
     group_rows: dict[str, int] = field(default_factory=dict)
+    #: what the build could not do and the reader should know (it still succeeded)
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for the terminal or a cron mail."""
@@ -72,17 +75,18 @@ class BuildResult:
             layer: sum(m.layer == layer for m in self.models)
             for layer in ("seeds", "staging", "intermediate", "marts")
         }
+        notes = "".join(f"; {note}" for note in self.notes)
         if self.mode == "incremental":
             return (
                 f"built incrementally in {self.seconds:.2f} s: {self.changed_records:,} "
                 f"changed records, {len(self.incremental_tables)} tables updated by key, the "
-                f"other tables rebuilt; {self.checks_run} data checks passed"
+                f"other tables rebuilt; {self.checks_run} data checks passed{notes}"
             )
         return (
             f"built {layers['seeds']} seeds, {layers['staging']} staging views, "
             f"{layers['intermediate']} intermediate and {layers['marts']} mart tables in "
             f"{self.seconds:.2f} s (full build: {self.reason}); {self.checks_run} data checks "
-            "passed"
+            f"passed{notes}"
         )
 
 
@@ -188,6 +192,12 @@ def build_models(
             }
             step("row counts")
         step("commit")
+        notes: list[str] = []
+        if plan.mode != "incremental" and warehouse.dialect == "duckdb":
+            for model in models:
+                if model.kind == "table" and model.stored_order:
+                    notes.extend(_store_in_order(warehouse, model))
+            step("stored order")
     return BuildResult(
         target=warehouse.label,
         dialect=warehouse.dialect,
@@ -204,6 +214,7 @@ def build_models(
         incremental_tables=tuple(t.relation for t in tables if t.mode == "incremental"),
         step_seconds=steps,
         group_rows=dict(incremental.group_rows) if incremental is not None else {},
+        notes=tuple(notes),
     )
 
 
@@ -282,6 +293,42 @@ def _build_one(warehouse: Warehouse, model: Model, sql: str) -> None:
             create_model_indexes(warehouse, model)
     except EngineError as error:
         raise _model_error(model, error, warehouse.dialect) from error
+
+
+def _store_in_order(warehouse: Warehouse, model: Model) -> list[str]:
+    """Rewrite a table a full build made, sorted by its `-- stored_order` columns.
+
+    In key order the timestamps of neighbouring rows are close and compress far better
+    (fct_sms_message at 10M records: 392 instead of 560 MB), so every later scan of the table,
+    the nightly build's and a dashboard's, reads less; rows a nightly build replaces go to the
+    end. The sort runs after the build's commit, in its own transaction and at one thread:
+    inside the build's transaction, or inside the model's query beside the hash tables of its
+    joins, DuckDB's sort of fct's 34 columns does not fit the 64MB ceiling of a 1M-record
+    warehouse, and at two threads it needs ~96MB even alone. Should the sort fail, the table
+    stays in build order (correct, only larger); returns the note that says so.
+    """
+    ordered = f"{model.schema}.{model.name}__ordered"
+    threads = int(warehouse.query("select current_setting('threads')").rows[0][0])
+    try:
+        warehouse.execute("set threads = 1")
+        with warehouse.transaction():
+            warehouse.execute(
+                f"create or replace table {ordered} as select * from {model.relation} "
+                f"order by {', '.join(model.stored_order)}"
+            )
+            warehouse.execute(f"drop table {model.relation}")
+            warehouse.execute(f"alter table {ordered} rename to {model.name}")
+    except EngineError as error:
+        if received() is not None:
+            raise  # DuckDB cancelled the sort for a signal: the command stops (exit 130)
+        return [
+            f"{model.relation} stays in build order, not sorted by "
+            f"{', '.join(model.stored_order)} ({' '.join(str(error).split())[:200]}); the "
+            "marts are complete, the table is only larger"
+        ]
+    finally:
+        warehouse.execute(f"set threads = {threads}")
+    return []
 
 
 def _model_error(model: Model, error: EngineError, dialect: str) -> ModelBuildError:

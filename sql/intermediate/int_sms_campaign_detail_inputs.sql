@@ -1,5 +1,6 @@
 -- depends_on: analytics.fct_sms_message
 -- unique_key: sendsms_id
+-- stored_order: sendsms_id
 -- The few columns of a campaign's records that its details (description, scheduled time,
 -- delivery time percentiles) read: one row per record with a campaign. Kept as a table of
 -- its own so that a night changing opens or statuses only (most changes) leaves these rows,

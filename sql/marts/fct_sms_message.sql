@@ -1,5 +1,6 @@
 -- depends_on: staging.stg_quorum__sendsms, staging.stg_quorum__sendsms_events
 -- unique_key: sendsms_id
+-- stored_order: sendsms_id
 -- recompute_together_by: supporter_id
 -- together_reads: direction, archived, send_time
 -- together_writes: reply_to_sendsms_id, replies

@@ -30,6 +30,18 @@ def test_fct_has_every_record_but_the_deleted_one(built: Built) -> None:
     assert rows[20]["status_category"] == "inbound"
 
 
+def test_fct_and_the_campaign_inputs_are_stored_in_sendsms_id_order(built: Built) -> None:
+    """`-- stored_order: sendsms_id`: at 10M records fct then compresses to two thirds and the
+    nightly build's scans of it read less (docs/performance.md)."""
+    path, result = built
+    assert result.notes == ()
+    for table in ("analytics.fct_sms_message", "intermediate.int_sms_campaign_detail_inputs"):
+        # rowid is a row's place in its DuckDB table
+        rows = query(path, f"select sendsms_id from {table} order by rowid")
+        stored = [row["sendsms_id"] for row in rows]
+        assert len(stored) > 5 and stored == sorted(stored), table
+
+
 def test_fct_times_durations_and_errors(built: Built) -> None:
     path, _ = built
     rows = by_key(query(path, "select * from analytics.fct_sms_message"), "sendsms_id")

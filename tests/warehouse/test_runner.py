@@ -99,6 +99,41 @@ def test_a_failing_model_leaves_the_previous_marts(fresh_db: Path, tmp_path: Pat
     assert tables == []
 
 
+def test_a_stored_order_that_cannot_be_kept_leaves_the_build_and_says_so(
+    fresh_db: Path, tmp_path: Path
+) -> None:
+    sql_dir = copy_sql(tmp_path)
+    fct = sql_dir / "marts" / "fct_sms_message.sql"
+    fct.write_text(fct.read_text().replace(
+        "-- stored_order: sendsms_id", "-- stored_order: no_such_column"
+    ))
+    result = build_models(fresh_db, sql_dir)
+    assert len(result.notes) == 1
+    note = result.notes[0]
+    assert "analytics.fct_sms_message stays in build order" in note and "no_such_column" in note
+    assert note in result.summary()
+    reference = tmp_path / "reference.duckdb"
+    shutil.copy(fresh_db, reference)
+    build_models(reference, full_refresh=True)
+    # the marts are those of a build that kept the order, and no working table is left
+    assert snapshot(fresh_db) == snapshot(reference)
+    with duckdb.connect(str(fresh_db), read_only=True) as connection:
+        left = connection.execute(
+            "select table_name from information_schema.tables where table_name like '%__ordered'"
+        ).fetchall()
+    assert left == []
+
+
+def test_a_stored_order_must_name_columns(tmp_path: Path) -> None:
+    sql_dir = copy_sql(tmp_path)
+    fct = sql_dir / "marts" / "fct_sms_message.sql"
+    fct.write_text(fct.read_text().replace(
+        "-- stored_order: sendsms_id", "-- stored_order: sendsms_id desc"
+    ))
+    with pytest.raises(ConfigError, match="declares stored_order wrongly"):
+        discover_models(sql_dir)
+
+
 def test_a_model_out_of_memory_names_the_setting_to_raise(
     fresh_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
