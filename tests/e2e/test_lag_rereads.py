@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.cli import main
 from pipelines.ops.history import recent_runs
 from pipelines.simulator import SimulatorServer
+from tests.e2e.test_postgres import run_cli
 from tests.e2e.test_sync import sync, to_utc
 from tests.e2e.truth import assert_warehouse_equals
 
@@ -45,12 +45,6 @@ def reported(output: str, label: str) -> int:
     found = re.search(rf"^\s*{label}\s+([\d,]+)", output, re.MULTILINE)
     assert found, output
     return int(found.group(1).replace(",", ""))
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    capsys.readouterr()
-    assert main(list(args)) == 0
-    return capsys.readouterr().out
 
 
 def test_unchanged_rereads_keep_their_rows_and_changed_ones_load(
@@ -89,7 +83,8 @@ def test_unchanged_rereads_keep_their_rows_and_changed_ones_load(
     assert (newest["records_unchanged"], newest["records_loaded"]) == (
         len(unchanged), len(touched) + 1
     )
-    status = run_cli(capsys, "status", "--database", str(wide_lag))
+    code, status = run_cli(capsys, "status", "--database", str(wide_lag))
+    assert code == 0, status
     assert f"{len(unchanged)} unchanged (read again as stored)" in status
     new_sendsms = load_ids(wide_lag, "sendsms", "id")
     assert all(new_sendsms[(i,)] == sendsms_loads[(i,)] for i in unchanged)
