@@ -147,19 +147,12 @@ def child(out_path: Path, cli_args: list[str]) -> int:
 # -- the parent: worlds, warehouses, the report --------------------------------------------
 
 
-def night(records: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Prepare one size's warehouse, touch its world, run the timed nightly; its timings."""
+def night(records: int, cached: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Copy one size's cached warehouse, touch its world, run the timed nightly; its timings."""
     sim = Simulator(records, 0, args.seed, workdir / f"simulator-{records}.log")
     database: Path | None = None
     try:
         sim.wait_ready()
-        cached = _cached_duckdb(args, records)
-        if cached is None:
-            raise SystemExit(
-                f"no cached {records:,}-record warehouse in {args.warehouse_cache}: run "
-                f"bench/benchmark.py --records {records} --warehouse-cache "
-                f"{args.warehouse_cache} first"
-            )
         database = _restore_duckdb(cached, workdir)
         log = workdir / f"publish-{records}.log"
         _check(quorum_sms(["models", "--database", str(database)], child_env(), sim, log),
@@ -249,7 +242,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=25, help="statements listed")
     parser.add_argument("--out", type=Path, help="JSON with every timing")
     args = parser.parse_args(argv)
-    args.records = sorted({int(n.replace("_", "")) for n in args.records.split(",")})
+    try:
+        args.records = sorted({int(n.replace("_", "")) for n in args.records.split(",")})
+    except ValueError:
+        parser.error(f"--records takes sizes such as 1000000,10000000, not {args.records!r}")
     args.warehouse_cache = args.warehouse_cache.resolve()
     return args
 
@@ -259,10 +255,17 @@ def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["--child"]:
         return child(Path(argv[1]), list(argv[3:]))
     args = parse_args(argv)
+    caches = {records: _cached_duckdb(args, records) for records in args.records}
+    missing = [f"{records:,}" for records, cached in caches.items() if cached is None]
+    if missing:
+        raise SystemExit(
+            f"no cached warehouse of {', '.join(missing)} records in {args.warehouse_cache}: "
+            "run bench/benchmark.py --records N --warehouse-cache with that folder first"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = RESULTS / f"steps-{time.strftime('%Y%m%d-%H%M%S')}"
     workdir.mkdir()
-    results = [night(records, args, workdir) for records in args.records]
+    results = [night(n, cached, args, workdir) for n, cached in caches.items() if cached]
     report(results, args.top)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
