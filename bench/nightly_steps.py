@@ -157,7 +157,8 @@ def night(records: int, cached: Path, args: argparse.Namespace, workdir: Path) -
         log = workdir / f"publish-{records}.log"
         _check(quorum_sms(["models", "--database", str(database)], child_env(), sim, log),
                "the publish of the copied warehouse", log)  # fmt: skip
-        sim.admin("POST", "touch", {"fraction": args.changed_fraction})
+        sim.admin("POST", "touch", {"fraction": args.changed_fraction,
+                                    "recent_share": args.recent_share})
         timings = workdir / f"timings-{records}.json"
         os.sync()  # what the copy wrote is not this night's to write back
         started = time.perf_counter()
@@ -240,6 +241,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warehouse-cache", type=Path, required=True,
                         help="benchmark.py's --warehouse-cache folder")  # fmt: skip
     parser.add_argument("--changed-fraction", type=float, default=0.001)
+    parser.add_argument("--recent-share", type=float, default=0.0,
+                        help="share of the touched records drawn from the last 3 days' records "
+                        "(default 0: all records alike)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--top", type=int, default=25, help="statements listed")
     parser.add_argument("--out", type=Path, help="JSON with every timing")
@@ -248,6 +252,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.records = sorted({int(n.replace("_", "")) for n in args.records.split(",")})
     except ValueError:
         parser.error(f"--records takes sizes such as 1000000,10000000, not {args.records!r}")
+    if not 0.0 <= args.recent_share <= 1.0:
+        parser.error(f"--recent-share takes a share between 0 and 1, not {args.recent_share}")
     args.warehouse_cache = args.warehouse_cache.resolve()
     return args
 

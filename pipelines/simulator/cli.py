@@ -170,6 +170,9 @@ def register(subparsers: Any) -> None:
     choice = sub.add_mutually_exclusive_group(required=True)
     choice.add_argument("--fraction", type=float)
     choice.add_argument("--ids", type=_int_list)
+    sub.add_argument("--recent-share", type=float, default=0.0,
+                     help="with --fraction: share drawn from the records of the last 3 days "
+                          "(default 0: all records alike)")
     sub.set_defaults(handler=run_touch)
 
     sub = driver("delete", "hard-delete records (they vanish from the API)")
@@ -306,8 +309,11 @@ def run_advance(args: argparse.Namespace) -> int:
 
 def run_touch(args: argparse.Namespace) -> int:
     """`simulate touch`."""
+    if args.ids is not None and args.recent_share:
+        raise ConfigError("--recent-share goes with --fraction, not with --ids.")
     payload: dict[str, Any] = (
-        {"ids": list(args.ids)} if args.ids is not None else {"fraction": args.fraction}
+        {"ids": list(args.ids)} if args.ids is not None
+        else {"fraction": args.fraction, "recent_share": args.recent_share}
     )
     result = _drive(args, "POST", "touch", payload)
     print(f"touched {len(result['ids'])} records at {result['now']}")

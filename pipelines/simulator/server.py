@@ -434,6 +434,7 @@ class SimulatorServer:
             touched = world.touch(
                 fraction=float(fraction) if fraction is not None else None,
                 ids=[int(i) for i in ids] if ids is not None else None,
+                recent_share=float(payload.get("recent_share", 0.0)),
             )
             return {"ids": touched, **self._state()}
         if action == "delete" and method == "POST":

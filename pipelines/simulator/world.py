@@ -51,6 +51,9 @@ __all__ = ["BOOL_FIELDS", "INT_FIELDS", "TIME_FIELDS", "Condition", "World"]
 # ordering); a larger or unspecified one recomputes them.
 INCREMENTAL_SHARE = 0.02
 
+# `touch(recent_share=...)`: the records created this many days before the clock are "recent".
+RECENT_TOUCH_DAYS = 3
+
 # The orderings sorted when the world is built (its "indexes"): `updated` both ways (a sync's
 # window probes and keyset paging, which shares the `updated` entry) and `id` (buckets).
 INDEXED_ORDERS: tuple[tuple[tuple[str, bool], ...], ...] = (
@@ -200,16 +203,25 @@ class World:
         pos = np.minimum(pos, len(base) - 1)
         return base[pos[base_ids[pos] == wanted]]
 
-    def touch(self, fraction: float | None = None, ids: Sequence[int] | None = None) -> list[int]:
+    def touch(self, fraction: float | None = None, ids: Sequence[int] | None = None,
+              recent_share: float = 0.0) -> list[int]:
         """Change records now: one more link open each, and `updated` becomes the clock.
 
         Args:
             fraction: share of the live records to touch, chosen at random (seeded).
             ids: ids to touch (unknown or deleted ids are skipped).
+            recent_share: with `fraction`, the share of the touched records drawn from those
+                created in the last `RECENT_TOUCH_DAYS` (as many as there are), the rest from
+                the older ones; 0 draws from all records alike.
 
         Returns:
             The ids touched, sorted.
+
+        Raises:
+            ValueError: `recent_share` is not between 0 and 1.
         """
+        if not 0.0 <= recent_share <= 1.0:
+            raise ValueError(f"recent_share must be between 0 and 1, not {recent_share}")
         with self.lock:
             if ids is not None:
                 rows = self._rows_of_ids(ids)
@@ -219,8 +231,27 @@ class World:
                 count = min(len(base), round(share * len(base)))
                 if share > 0 and count == 0 and len(base):
                     count = 1
-                rows = np.sort(self._ops_rng.choice(base, size=count, replace=False))
+                rows = np.sort(self._draw_touched(base, count, recent_share))
             return self._touch_rows(rows)
+
+    def _draw_touched(self, base: Rows, count: int, recent_share: float) -> Rows:
+        """`count` distinct rows of `base`, `recent_share` of them from the recent records.
+
+        Real nights change mostly recent texts (delivery reports within minutes, link opens
+        within days); drawing from all records alike is the worst case for the warehouse, whose
+        changed rows then lie in every block of every table.
+        """
+        if recent_share <= 0.0:
+            return self._ops_rng.choice(base, size=count, replace=False)
+        is_recent = self._store["created"][base] >= self._now - RECENT_TOUCH_DAYS * US_PER_DAY
+        recent, older = base[is_recent], base[~is_recent]
+        n_recent = min(len(recent), round(count * recent_share))
+        n_older = min(len(older), count - n_recent)
+        n_recent = min(len(recent), count - n_older)  # too few older records: more recent ones
+        return np.concatenate([
+            self._ops_rng.choice(recent, size=n_recent, replace=False),
+            self._ops_rng.choice(older, size=n_older, replace=False),
+        ])
 
     def _touch_rows(self, rows: Rows) -> list[int]:
         store = self._store

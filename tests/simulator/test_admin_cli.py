@@ -55,6 +55,14 @@ def test_admin_advance_touch_delete(fresh: SimulatorServer, fresh_api: Api) -> N
     bad = fresh_api.client.post("/_simulator/touch", params={"username": USER, "api_key": KEY},
                                 json={})
     assert bad.status_code == 400
+    recent = fresh_api.client.post("/_simulator/touch", params={"username": USER, "api_key": KEY},
+                                   json={"fraction": 0.01, "recent_share": 0.5})
+    assert recent.status_code == 200
+    assert len(recent.json()["ids"]) == round(0.01 * world.record_count())
+    out_of_range = fresh_api.client.post(
+        "/_simulator/touch", params={"username": USER, "api_key": KEY},
+        json={"fraction": 0.01, "recent_share": 2})
+    assert out_of_range.status_code == 400
 
 
 def test_admin_ground_truth_streams_json_lines(fresh: SimulatorServer, fresh_api: Api) -> None:
@@ -94,6 +102,9 @@ def test_cli_drives_a_running_simulator(fresh: SimulatorServer, capsys: pytest.C
     ids = [r["id"] for r in fresh.world.ground_truth()][:2]
     args = parse(["simulate", "touch", "--ids", ",".join(map(str, ids)), *url])
     assert args.handler(args) == 0
+    args = parse(["simulate", "touch", "--fraction", "0.01", "--recent-share", "0.9", *url])
+    assert args.handler(args) == 0
+    assert f"touched {round(0.01 * fresh.world.record_count())} records" in capsys.readouterr().out
     args = parse(["simulate", "delete", "--ids", str(ids[0]), *url])
     assert args.handler(args) == 0
     assert ids[0] not in {r["id"] for r in fresh.world.ground_truth()}
@@ -124,6 +135,10 @@ def test_cli_errors_are_typed(fresh: SimulatorServer) -> None:
     args = parse(["simulate", "advance", "--days", "1", "--url", fresh.base_url,
                   "--api-key", "wrong"])
     with pytest.raises(ConfigError):
+        args.handler(args)
+    args = parse(["simulate", "touch", "--ids", "1", "--recent-share", "0.5", "--url",
+                  fresh.base_url])
+    with pytest.raises(ConfigError, match="--fraction"):
         args.handler(args)
     args = parse(["simulate", "stats", "--url", "http://127.0.0.1:9"])
     with pytest.raises(ApiUnavailableError):

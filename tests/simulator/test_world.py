@@ -176,6 +176,23 @@ def test_touch_updates_records_now() -> None:
     assert len(touched) == 100 and len(set(touched)) == 100
 
 
+def test_touch_can_favour_recent_records() -> None:
+    world = World(seed=7, n_records=5000)
+    created = {r["id"]: ts(r["created"]) for r in world.ground_truth()}
+    recent = {i for i, at in created.items() if world.now - at <= timedelta(days=3)}
+    assert 45 < len(recent) < 100  # the draws below need both kinds
+    mostly_recent = world.touch(fraction=0.01, recent_share=0.9)
+    assert len(set(mostly_recent)) == 50
+    assert sum(i in recent for i in mostly_recent) == 45
+    # more asked for than there are recent records: all of them, the rest from older ones
+    all_recent = world.touch(fraction=0.02, recent_share=1.0)
+    assert len(set(all_recent)) == 100 and recent <= set(all_recent)
+    alike = world.touch(fraction=0.01)
+    assert sum(i in recent for i in alike) < 10
+    with pytest.raises(ValueError, match="recent_share"):
+        world.touch(fraction=0.01, recent_share=1.5)
+
+
 def test_delete_removes_records_and_ids_are_never_reused() -> None:
     world = World(seed=7, n_records=1000)
     ids = [r["id"] for r in world.ground_truth()]
