@@ -19,6 +19,9 @@ on a fresh copy of the cached warehouse and a fresh simulator (same seed: the sa
 touched), and prints the median wall time and 10M/1M ratio with every round's value: one
 nightly run wanders with the machine, and a slow stretch then falls on both sizes of a round.
 
+`--duckdb-memory-limit` sets the timed DuckDB nightly's `duckdb_memory_limit` (the default is
+the CLI's own, `auto`): what a night needs follows where its changes lie (`--recent-share`).
+
 Preparing the warehouses:
 
 * DuckDB: a real full `quorum-sms sync` (models and publishing included).
@@ -437,7 +440,9 @@ def run_size(
             if args.prepare_memory_limit and duck_child is not None:
                 night.prepare += f", QUORUM_DUCKDB_MEMORY_LIMIT={args.prepare_memory_limit}"
             night.warehouse_bytes = _dir_bytes(duck)
-            targets.append((night, ["--database", str(duck)], child_env(), None))
+            nightly_env = child_env({"QUORUM_DUCKDB_MEMORY_LIMIT": args.duckdb_memory_limit}
+                                    if args.duckdb_memory_limit else None)
+            targets.append((night, ["--database", str(duck)], nightly_env, None))
         if "postgres" in args.engines:
             assert pg is not None
             night, env, database = prepare_postgres(sim, args, workdir, pg, duck, rates)
@@ -668,6 +673,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="QUORUM_DUCKDB_MEMORY_LIMIT of the DuckDB preparation sync only",
     )
     parser.add_argument(
+        "--duckdb-memory-limit",
+        help="[quorum_sms] duckdb_memory_limit of the timed DuckDB nightly (auto, 64MB, ...)",
+    )
+    parser.add_argument(
         "--warehouse-cache",
         type=Path,
         help="benchmark.py's --warehouse-cache folder: a full DuckDB warehouse of the same world "
@@ -729,6 +738,8 @@ def main(argv: Sequence[str]) -> int:
     info = machine()
     drawn = (f" ({args.recent_share:.0%} of them from the last 3 days)" if args.recent_share
              else "")
+    if args.duckdb_memory_limit:
+        drawn += f", DuckDB's ceiling {args.duckdb_memory_limit}"
     print(f"\nnightly `quorum-sms sync` end to end after {args.changed_fraction:.1%} changed"
           f"{drawn}; "
           f"{info['cores']} cores ({info['cpu']}), {info['memory_gb']} GB; "
