@@ -218,10 +218,12 @@ class World:
             The ids touched, sorted.
 
         Raises:
-            ValueError: `recent_share` is not between 0 and 1.
+            ValueError: `recent_share` is not between 0 and 1, or comes with `ids`.
         """
         if not 0.0 <= recent_share <= 1.0:
             raise ValueError(f"recent_share must be between 0 and 1, not {recent_share}")
+        if recent_share and ids is not None:
+            raise ValueError("recent_share goes with fraction, not with ids")
         with self.lock:
             if ids is not None:
                 rows = self._rows_of_ids(ids)

@@ -63,6 +63,10 @@ def test_admin_advance_touch_delete(fresh: SimulatorServer, fresh_api: Api) -> N
         "/_simulator/touch", params={"username": USER, "api_key": KEY},
         json={"fraction": 0.01, "recent_share": 2})
     assert out_of_range.status_code == 400
+    with_ids = fresh_api.client.post(
+        "/_simulator/touch", params={"username": USER, "api_key": KEY},
+        json={"ids": ids[2:], "recent_share": 0.5})
+    assert with_ids.status_code == 400 and b"not with ids" in with_ids.content
 
 
 def test_admin_ground_truth_streams_json_lines(fresh: SimulatorServer, fresh_api: Api) -> None:

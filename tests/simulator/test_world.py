@@ -191,6 +191,8 @@ def test_touch_can_favour_recent_records() -> None:
     assert sum(i in recent for i in alike) < 10
     with pytest.raises(ValueError, match="recent_share"):
         world.touch(fraction=0.01, recent_share=1.5)
+    with pytest.raises(ValueError, match="not with ids"):
+        world.touch(ids=alike, recent_share=0.5)
 
 
 def test_delete_removes_records_and_ids_are_never_reused() -> None:
