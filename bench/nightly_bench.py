@@ -625,6 +625,17 @@ def _size(records: int) -> str:
     return f"{records / 1e6:g}M" if records >= 1_000_000 else f"{records:,}"
 
 
+def check_night_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn `--records` into sorted sizes and check `--recent-share`, as the nightly benchmarks
+    share them; a bad value ends the script with the parser's usage error (exit 2)."""
+    try:
+        args.records = sorted({int(n.replace("_", "")) for n in args.records.split(",")})
+    except ValueError:
+        parser.error(f"--records takes whole numbers separated by commas, not {args.records!r}")
+    if not 0.0 <= args.recent_share <= 1.0:
+        parser.error(f"--recent-share takes a share between 0 and 1, not {args.recent_share}")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The script's options."""
     parser = argparse.ArgumentParser(
@@ -694,18 +705,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep warehouses and logs")
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args(argv)
-    try:
-        args.records = sorted({int(n.replace("_", "")) for n in args.records.split(",")})
-    except ValueError:
-        parser.error(f"--records takes whole numbers separated by commas, not {args.records!r}")
+    check_night_args(parser, args)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = [e for e in args.engines if e not in ENGINES]
     if unknown or not args.engines:
         parser.error(f"--engines takes duckdb and/or postgres, not {','.join(unknown) or '-'}")
     if args.rounds < 1:
         parser.error("--rounds takes a whole number of at least 1")
-    if not 0.0 <= args.recent_share <= 1.0:
-        parser.error(f"--recent-share takes a share between 0 and 1, not {args.recent_share}")
     if args.rounds > 1 and (args.warehouse_cache is None or args.engines != ["duckdb"]):
         parser.error("--rounds above 1 needs --warehouse-cache and --engines duckdb: each round "
                      "restores the cached warehouse (a full sync or a PostgreSQL copy per round "

@@ -43,7 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmark import RESULTS, ROOT, Simulator, child_env  # bench/: scripts, not a package
-from nightly_bench import _cached_duckdb, _check, _restore_duckdb, quorum_sms
+from nightly_bench import (
+    _cached_duckdb,
+    _check,
+    _restore_duckdb,
+    check_night_args,
+    quorum_sms,
+)
 
 #: Characters of a statement kept as its name in the report.
 STATEMENT_TEXT = 110
@@ -248,12 +254,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=25, help="statements listed")
     parser.add_argument("--out", type=Path, help="JSON with every timing")
     args = parser.parse_args(argv)
-    try:
-        args.records = sorted({int(n.replace("_", "")) for n in args.records.split(",")})
-    except ValueError:
-        parser.error(f"--records takes sizes such as 1000000,10000000, not {args.records!r}")
-    if not 0.0 <= args.recent_share <= 1.0:
-        parser.error(f"--recent-share takes a share between 0 and 1, not {args.recent_share}")
+    check_night_args(parser, args)
     args.warehouse_cache = args.warehouse_cache.resolve()
     return args
 
