@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -187,6 +188,19 @@ def test_a_history_that_cannot_be_written_never_hides_the_error(sync_env, simula
     assert [row["status"] for row in history(sync_env)] == ["succeeded", "interrupted", "succeeded"]
 
 
+@pytest.fixture
+def dlt_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """`caplog`, also holding the records of dlt's own logger: dlt stops that logger
+    propagating to the root (where caplog listens) once a pipeline initialises it, so without
+    this the records reached caplog only after another test had set dlt's logger up."""
+    dlt_logger = logging.getLogger("dlt")
+    dlt_logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        dlt_logger.removeHandler(caplog.handler)
+
+
 def _dlt_failure_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """dlt's log records of the failed load jobs, as its handlers format them."""
     return [
@@ -196,7 +210,7 @@ def _dlt_failure_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRe
 
 
 def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
-    sync_env, simulator_factory, capsys, monkeypatch, caplog
+    sync_env, simulator_factory, capsys, monkeypatch, dlt_log
 ):
     """DuckDB out of memory in the load: retried on new connections (never on the one the
     failed attempt left in a half-done transaction), then one clear error naming the setting;
@@ -213,7 +227,7 @@ def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
     assert f"duckdb_memory_limit (now {LOAD_OOM_CEILING};" in output, output
     assert "Conflict" not in output, output
     # dlt's ~90 lines of traceback per failed attempt come down to one line each
-    failures = _dlt_failure_records(caplog)
+    failures = _dlt_failure_records(dlt_log)
     assert len(failures) >= 2 * DUCKDB_LOAD_ATTEMPTS, failures
     for record in failures:
         assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
@@ -232,7 +246,7 @@ def test_a_memory_ceiling_too_small_for_the_load_says_so_and_loses_nothing(
 
 
 def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_succeeds(
-    sync_env, simulator_factory, capsys, monkeypatch, caplog
+    sync_env, simulator_factory, capsys, monkeypatch, dlt_log
 ):
     """With `duckdb_memory_limit = auto`, a load that runs out of the small ceiling is tried
     again on a new connection at the larger one: the run succeeds, says so, loses nothing."""
@@ -250,7 +264,7 @@ def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_s
         f"DuckDB ran out of its memory ceiling ({LOAD_OOM_CEILING}, duckdb_memory_limit = auto) "
         f"in the load: tried again at {memory.LARGE_LIMIT}"
     ) in text, output
-    failures = _dlt_failure_records(caplog)
+    failures = _dlt_failure_records(dlt_log)
     assert failures, "the first attempt's failure was not logged"
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in failures), failures
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
