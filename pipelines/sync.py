@@ -55,13 +55,16 @@ from pipelines.warehouse.engine import Warehouse, open_warehouse
 from pipelines.warehouse.incremental import BOOKKEEPING_SCHEMA
 from pipelines.warehouse.memory import (
     DUCKDB_OUT_OF_MEMORY_WORDS,
+    SMALL_LIMIT,
     is_auto,
     load_limit,
     memory_limit_for,
+    night_limit,
     raised_limit,
 )
 from pipelines.warehouse.pg_indexes import ensure_raw_indexes
 from pipelines.warehouse.raw_refresh import drop_views_on_raw, refuse_foreign_views
+from pipelines.warehouse.vectors import parquet_ids, vectors_holding_sql
 
 logger = logging.getLogger(__name__)
 
@@ -817,9 +820,17 @@ def _load_and_clean_up(
             return _after_load(loading, config, scope)
     limit = load_limit(config.run.duckdb_memory_limit, config.database,
                        fills_empty=fills_empty, window_records=window_records)
-    logger.debug("loading a window at DuckDB's memory ceiling %s", limit)
+    # a night's load into a warehouse with history: sized by what its deletes reach, counted
+    # on the load's own connection opened at the floor
+    by_night = is_auto(config.run.duckdb_memory_limit) and not fills_empty
     for attempt in range(1, DUCKDB_LOAD_ATTEMPTS + 1):
-        with loading_pipeline(config, trace=trace, memory_limit=limit) as loading:
+        first = attempt == 1 and by_night
+        with loading_pipeline(
+            config, trace=trace, memory_limit=SMALL_LIMIT if first else limit
+        ) as loading:
+            if first:
+                limit = _night_load_limit(loading, config)
+            logger.debug("loading a window at DuckDB's memory ceiling %s", limit)
             try:
                 # one job at a time: the jobs share one DuckDB buffer pool, and the merges'
                 # deletes pin the blocks they scan (the events one 160-192 MB at 10M
@@ -841,6 +852,42 @@ def _load_and_clean_up(
                 raise
             return _after_load(loading, config, scope)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _night_load_limit(loading: dlt.Pipeline, config: SyncConfig) -> str:
+    """Count the vectors the pending packages' records reach and set the connection's ceiling
+    (`memory.night_limit`); the ceiling set. The file's share when they cannot be counted."""
+    jobs = [
+        job
+        for load_id in loading.list_normalized_load_packages()
+        for job in loading.get_load_package_info(load_id).jobs.get("new_jobs", [])
+        if job.job_file_info.table_name == settings.SENDSMS_TABLE
+    ]
+    setting = config.run.duckdb_memory_limit
+    files = [job.file_path for job in jobs if job.file_path.endswith(".parquet")]
+    if len(files) < len(jobs):
+        # records in a file DuckDB cannot read the ids from: the worst night's ceiling
+        return _set_memory_limit(loading, memory_limit_for(setting, config.database))
+    vectors = 0
+    if files:
+        try:
+            with loading.sql_client() as client:
+                rows = client.execute_sql(vectors_holding_sql(parquet_ids(files), "id"))
+        except DatabaseException as error:
+            # no raw table yet (nothing to delete from), or a count that failed: the worst
+            # night's ceiling, as before the count existed
+            logger.debug("the window's vectors were not counted: %s", redact(str(error)))
+            return _set_memory_limit(loading, memory_limit_for(setting, config.database))
+        vectors = int(rows[0][0] or 0) if rows else 0
+    # no records (a window of unchanged re-reads, the rejects alone): nothing to delete
+    logger.debug("the window's records lie in %d vectors of the raw tables", vectors)
+    return _set_memory_limit(loading, night_limit(setting, config.database, vectors))
+
+
+def _set_memory_limit(loading: dlt.Pipeline, limit: str) -> str:
+    with loading.sql_client() as client:
+        client.execute_sql(f"set memory_limit = '{limit}'")
+    return limit
 
 
 def _after_load(pipeline: dlt.Pipeline, config: SyncConfig, scope: CleanupScope) -> CleanupScope:

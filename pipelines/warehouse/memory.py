@@ -13,9 +13,17 @@ most `LARGE_LIMIT`, decided each time a connection opens, so a first sync's mode
 the file the sync grew (its loads are sized otherwise: below). The share follows what the
 deletes need: their markers grow with the events table, which grows with the file. It gives at
 least the ceiling measured enough at each size: 64MB at 1M records (0.28 GiB), 139MB at 3.5M
-(0.78 GiB; 128MB passed), 256MB at 10M (3 GiB). A window's load that still runs out of memory
-is retried at a larger ceiling (`raised_limit`), so a load that outgrew its share does not fail
-the night; the model build and the publish are not retried.
+(0.78 GiB; 128MB passed), 256MB at 10M (3 GiB). A window's load or a model build that still
+runs out of memory is retried at a larger ceiling (`raised_limit`), so a step that outgrew its
+share does not fail the night; the publish is not retried.
+
+The file's share is what the worst night needs: one whose changed records lie in every vector
+of the raw tables. A night that changes mostly recent texts reaches far fewer: its deletes'
+markers follow the vectors its records' rows lie in, not the history (10,000 records of a 10M
+warehouse reach 10,937 vectors of `sendsms` and `sendsms_events` when drawn uniformly, 3,066
+when 90 % are from the last 3 days). So a nightly load, and an incremental model build, count
+the vectors the night's records reach before they begin (`night_limit`), and take the floor
+plus `MARKER_BYTES_PER_VECTOR` for each, never more than the file's share.
 
 A load into a warehouse that held no records when the run began (a first sync, or
 `--full-refresh`) has no history to delete from: its merges find only the records the same run
@@ -55,6 +63,14 @@ LOAD_BYTES_PER_RECORD = 256
 #: event rows from every vector of the events table takes at worst (2.7 event rows per record,
 #: ~14 KB per 2,048-row vector, measured on DuckDB 2.0).
 FILE_SHARE = 6
+
+#: DuckDB's rows per vector: a delete keeps markers for the whole vector it reaches.
+VECTOR_ROWS = 2048
+#: What a vector a delete reaches holds until the next checkpoint (a transaction id for each of
+#: its 2,048 rows: 16 KB), with a quarter more for the rest of the merge. Measured at 10M
+#: records: a night reaching 3,066 vectors failed at 64MB and passed at 128MB; one reaching
+#: 10,937 failed at 128MB and passed at 256MB; a night of only recent records passed at 64MB.
+MARKER_BYTES_PER_VECTOR = 20_480
 
 #: The smallest fixed ceiling taken: below a few MB DuckDB cannot run the run history's first
 #: query (0MB failed there), and a run must fail where its message names the setting.
@@ -116,6 +132,25 @@ def load_limit(
     if not (is_auto(setting) and fills_empty):
         return memory_limit_for(setting, database)
     return _bounded(window_records * LOAD_BYTES_PER_RECORD)
+
+
+def night_limit(setting: str, database: str | os.PathLike[str], vectors: int) -> str:
+    """The ceiling for a step whose deletes reach `vectors` vectors of the warehouse's tables.
+
+    The floor plus `MARKER_BYTES_PER_VECTOR` for each vector, at most what `memory_limit_for`
+    gives the file (the worst night's ceiling). A fixed setting is returned as it is.
+
+    Args:
+        setting: `duckdb_memory_limit` as configured: `auto` or a DuckDB size.
+        database: the DuckDB file the step writes to.
+        vectors: the 2,048-row vectors holding the rows the step deletes
+            (`vectors.vectors_holding`).
+    """
+    if not is_auto(setting):
+        return setting
+    share = size_bytes(memory_limit_for(setting, database))
+    wanted = size_bytes(SMALL_LIMIT) + vectors * MARKER_BYTES_PER_VECTOR
+    return _bounded(min(wanted, share))
 
 
 def _bounded(wanted: int) -> str:

@@ -204,12 +204,16 @@ def test_a_window_load_failing_beside_the_next_read_stops_the_run_and_loses_noth
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
 
 
-def _load_ceilings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    prefix = "loading a window at DuckDB's memory ceiling "
+def _told(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
+    """The rest of each of the sync's log lines starting with `prefix`."""
     return [
         r.getMessage().removeprefix(prefix) for r in caplog.records
         if r.name == "pipelines.sync" and r.getMessage().startswith(prefix)
     ]
+
+
+def _load_ceilings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return _told(caplog, "loading a window at DuckDB's memory ceiling ")
 
 
 @pytest.mark.parametrize("full_refresh", [False, True], ids=["first-sync", "full-refresh"])
@@ -219,8 +223,8 @@ def test_loads_into_an_empty_warehouse_are_sized_by_their_window_not_the_file(
     """`auto` sizes a load's DuckDB ceiling by the warehouse file, for the deletes a night's
     merge makes into its history. A run that began on an empty warehouse (a first sync, or
     --full-refresh) deletes from nothing, so each of its windows loads at what its records
-    need (here the floor) however large the file has grown; the next night's load goes back
-    to the file's share."""
+    need (here the floor) however large the file has grown, with nothing counted; the next
+    night's load goes back to what its deletes reach (`memory.night_limit`)."""
     monkeypatch.setenv("QUORUM_RECORDS_PER_LOAD", "700")
     monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "auto")
     monkeypatch.setattr(memory, "FILE_SHARE", 0.000001)  # any file is then past the cap
@@ -237,15 +241,20 @@ def test_loads_into_an_empty_warehouse_are_sized_by_their_window_not_the_file(
     ceilings = _load_ceilings(caplog)
     assert len(ceilings) >= 4, output  # window by window, the file past the cap after the first
     assert set(ceilings) == {memory.SMALL_LIMIT}, ceilings
+    assert not _told(caplog, "the window's records lie in ")
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
 
     sim.world.advance(timedelta(hours=6))
     sim.world.touch(fraction=0.01)
+    monkeypatch.setattr(memory, "MARKER_BYTES_PER_VECTOR", 20_000_000)
     caplog.clear()
     code, output = sync(capsys, sim.base_url, "--no-models")
     assert code == 0, output
-    ceilings = _load_ceilings(caplog)
-    assert ceilings and set(ceilings) == {memory.LARGE_LIMIT}, output
+    # each window counted, then loaded at the floor plus 20MB a vector (an empty window, of
+    # the lag's unchanged re-reads, at the floor)
+    counted = [int(told.split()[0]) for told in _told(caplog, "the window's records lie in ")]
+    assert sum(counted) >= 1, counted
+    assert _load_ceilings(caplog) == [f"{64 + 20 * vectors}MB" for vectors in counted], output
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
 
 

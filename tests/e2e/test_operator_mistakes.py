@@ -270,6 +270,45 @@ def test_an_auto_memory_ceiling_too_small_for_the_load_is_raised_and_the_night_s
     assert_warehouse_equals(sync_env, sim.world.ground_truth())
 
 
+def test_a_night_s_load_under_auto_is_sized_by_the_vectors_its_records_reach(
+    sync_env, simulator_factory, capsys, monkeypatch, caplog
+):
+    """A load into a warehouse with history counts the vectors of the raw tables its records
+    lie in and takes the floor plus room for each (at most the file's share); a first sync's
+    load is sized by its window instead, with nothing counted."""
+    sim = simulator_factory(n_records=2000)
+    monkeypatch.setenv("QUORUM_DUCKDB_MEMORY_LIMIT", "auto")
+    caplog.set_level(logging.DEBUG, logger="pipelines.sync")
+
+    def told(start: str) -> list[str]:
+        return [
+            r.getMessage().removeprefix(start) for r in caplog.records
+            if r.getMessage().startswith(start)
+        ]
+
+    assert sync(capsys, sim.base_url, "--no-models")[0] == 0
+    assert told("the window's records lie in") == []
+    assert told("loading a window at DuckDB's memory ceiling ") == [memory.SMALL_LIMIT]
+    with duckdb.connect(str(sync_env), read_only=True) as connection:
+        (every_vector,) = connection.execute(
+            "select (select count(distinct rowid // 2048) from quorum_raw.sendsms) + "
+            "(select count(distinct rowid // 2048) from quorum_raw.sendsms_events)"
+        ).fetchall()[0]
+    caplog.clear()
+
+    sim.world.advance(timedelta(hours=6))
+    sim.world.touch(fraction=0.2)  # 400 records: every vector of the small tables
+    monkeypatch.setattr(memory, "FILE_SHARE", 0.000001)  # this file's share is then the cap
+    monkeypatch.setattr(memory, "MARKER_BYTES_PER_VECTOR", 40_000_000)
+    code, output = sync(capsys, sim.base_url, "--no-models")
+    assert code == 0, output
+    assert told("the window's records lie in ") == [f"{every_vector} vectors of the raw tables"]
+    assert told("loading a window at DuckDB's memory ceiling ") == [
+        f"{64 + 40 * every_vector}MB"
+    ]
+    assert_warehouse_equals(sync_env, sim.world.ground_truth())
+
+
 def test_out_of_memory_under_auto_names_the_ceilings_it_used(tmp_path, monkeypatch):
     """The advice after DuckDB ran out of memory says what `auto` chose for this warehouse
     and how far a load's retries went, so the fixed value to set is clear."""

@@ -13,9 +13,11 @@ from pipelines.warehouse.database import connect, set_connection_defaults
 from pipelines.warehouse.memory import (
     FILE_SHARE,
     LARGE_LIMIT,
+    MARKER_BYTES_PER_VECTOR,
     SMALL_LIMIT,
     load_limit,
     memory_limit_for,
+    night_limit,
     raised_limit,
     size_bytes,
 )
@@ -68,6 +70,23 @@ def test_a_load_into_an_empty_warehouse_is_sized_by_its_window(tmp_path: Path) -
     assert load_limit("auto", large, fills_empty=False, window_records=1_000) == LARGE_LIMIT
     # a fixed setting is the user's, filling or not
     assert load_limit("300MB", large, fills_empty=True, window_records=1_000) == "300MB"
+
+
+def test_a_night_is_sized_by_the_vectors_its_deletes_reach(tmp_path: Path) -> None:
+    large = _sparse_file(tmp_path / "10M.duckdb", 3 << 30)
+    # nothing reached, and a night of only recent records: the floor
+    assert night_limit("auto", large, 0) == SMALL_LIMIT
+    assert night_limit("auto", large, 500) == "74MB"
+    # 90 % from the last 3 days at 10M (3,066 vectors): under the 128MB that passed there
+    assert night_limit("auto", large, 3_066) == "126MB"
+    assert 3_066 * MARKER_BYTES_PER_VECTOR > 3_066 * 16_384  # above the markers themselves
+    # a uniform night (10,937 vectors) gets the file's share, which the worst night needs
+    assert night_limit("auto", large, 10_937) == LARGE_LIMIT
+    # never more than the file's share: at 1M records that is the floor, however many
+    small = _sparse_file(tmp_path / "1M.duckdb", 300 << 20)
+    assert night_limit("auto", small, 10_000) == SMALL_LIMIT
+    # a fixed setting is the user's
+    assert night_limit("300MB", large, 0) == "300MB"
 
 
 def test_a_retry_gets_twice_the_ceiling_and_at_least_the_large_one() -> None:
