@@ -110,8 +110,10 @@ class RunSettings(BaseConfiguration):
         "(from about 5M records), the run history's connection 64MB; the loads of a run "
         "that began on an empty warehouse (a first sync, --full-refresh) have nothing to "
         "delete and take 256 bytes per record of their window at any size (64MB for a "
-        "window of 250,000); a load that runs out of its ceiling is tried again at twice "
-        "that.",
+        "window of 250,000); a nightly load and an incremental model build take 64MB plus "
+        "20 KB for each 2,048-row vector their deletes reach (counted first), at most the "
+        "file's share; a load or a build that runs out of its ceiling is tried again at "
+        "twice that.",
     )
     duckdb_threads: int = setting(
         2, "DuckDB's worker threads while loading, building the models and publishing.",

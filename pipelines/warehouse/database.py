@@ -40,6 +40,12 @@ def set_connection_defaults(
     allow_vacuum(vacuum)
 
 
+def configured_memory_limit() -> str | None:
+    """The `duckdb_memory_limit` later connections open with (`set_connection_defaults`)."""
+    value = _connection_defaults.get("memory_limit")
+    return None if value is None else str(value)
+
+
 #: Stops a connection's checkpoints merging row groups (DuckDB's vacuum).
 NO_VACUUM: dict[str, int] = {"max_vacuum_tasks": 0}
 
@@ -71,6 +77,7 @@ def connect(
     read_only: bool,
     threads: int | None = None,
     light: bool = False,
+    memory_limit: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open an existing warehouse file, with UTC as the session time zone.
 
@@ -80,6 +87,8 @@ def connect(
         threads: DuckDB worker threads; DuckDB's default (all cores) when None.
         light: the connection touches a few rows: an `auto` ceiling is the floor
             (`memory.memory_limit_for`).
+        memory_limit: DuckDB's ceiling for this connection instead of the defaults' (a
+            retry's, after the defaults' ran out).
 
     Raises:
         ConfigError: the file does not exist or DuckDB cannot open it.
@@ -95,7 +104,9 @@ def connect(
             **_connection_defaults,
             **({"threads": threads} if threads else {}),
         }
-        if "memory_limit" in config:
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
+        elif "memory_limit" in config:
             config["memory_limit"] = memory_limit_for(
                 str(config["memory_limit"]), path, light=light
             )

@@ -122,6 +122,7 @@ def open_warehouse(
     read_only: bool = False,
     threads: int | None = None,
     light: bool = False,
+    memory_limit: str | None = None,
 ) -> Warehouse:
     """Open the warehouse a target names.
 
@@ -132,6 +133,7 @@ def open_warehouse(
         threads: DuckDB only: worker threads; DuckDB's default (all cores) when None.
         light: DuckDB only: the connection touches a few rows (bookkeeping, a count), so
             an `auto` memory ceiling is the floor, not the file's share.
+        memory_limit: DuckDB only: the ceiling instead of the process's default.
 
     Raises:
         ConfigError: the file is missing, or the database cannot be reached; the text names
@@ -139,7 +141,10 @@ def open_warehouse(
     """
     if is_postgres_target(target):
         return PostgresWarehouse(str(target))
-    return DuckDBWarehouse(Path(target), read_only=read_only, threads=threads, light=light)
+    return DuckDBWarehouse(
+        Path(target), read_only=read_only, threads=threads, light=light,
+        memory_limit=memory_limit,
+    )
 
 
 class DuckDBWarehouse(Warehouse):
@@ -149,13 +154,15 @@ class DuckDBWarehouse(Warehouse):
 
     def __init__(
         self, path: Path, *, read_only: bool = False, threads: int | None = None,
-        light: bool = False,
+        light: bool = False, memory_limit: str | None = None,
     ):
         from pipelines.warehouse.database import connect
 
         self.path = path
         self.label = str(path)
-        self.connection = connect(path, read_only=read_only, threads=threads, light=light)
+        self.connection = connect(
+            path, read_only=read_only, threads=threads, light=light, memory_limit=memory_limit
+        )
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         """Run one statement; `?` marks take `params` in order."""

@@ -9,11 +9,12 @@ by compiler.py.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,16 +22,35 @@ from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
 from pipelines.interrupts import received
 from pipelines.warehouse.checks import CheckFailure, run_checks
 from pipelines.warehouse.compiler import compile_sql
-from pipelines.warehouse.database import DEFAULT_SQL_DIR, RAW_SCHEMA
-from pipelines.warehouse.engine import EngineError, Warehouse, open_warehouse
+from pipelines.warehouse.database import (
+    DEFAULT_SQL_DIR,
+    RAW_SCHEMA,
+    configured_memory_limit,
+)
+from pipelines.warehouse.engine import (
+    EngineError,
+    Warehouse,
+    is_postgres_target,
+    open_warehouse,
+)
 from pipelines.warehouse.incremental import (
+    CHANGED_RECORDS,
+    ROOT_KEY,
     IncrementalBuild,
     TableBuild,
     high_water_mark,
     plan_build,
     record_build,
 )
-from pipelines.warehouse.memory import DUCKDB_OUT_OF_MEMORY_WORDS
+from pipelines.warehouse.memory import (
+    DUCKDB_OUT_OF_MEMORY_WORDS,
+    SMALL_LIMIT,
+    VECTOR_ROWS,
+    is_auto,
+    memory_limit_for,
+    night_limit,
+    raised_limit,
+)
 from pipelines.warehouse.models import (
     SEED_COLUMN_TYPES,
     Model,
@@ -38,6 +58,8 @@ from pipelines.warehouse.models import (
     discover_models,
 )
 from pipelines.warehouse.pg_indexes import create_model_indexes, ensure_raw_indexes
+
+logger = logging.getLogger(__name__)
 
 RAW_TABLES = ("sendsms", "sendsms_events")
 T = TypeVar("T")
@@ -114,12 +136,71 @@ def build_models(
     Returns:
         The models built, the row count of each table and the number of checks run.
 
+    Under an `auto` DuckDB ceiling (`database.set_connection_defaults`) an incremental build
+    takes the ceiling its deletes need (`memory.night_limit`: the vectors of the marts keyed
+    by record that hold the changed records), a full one the file's share; a build that runs
+    out of it is built again once at a larger ceiling (`memory.raised_limit`), with a note.
+
     Raises:
         ConfigError: no database, no raw tables, or an unreadable model, check or seed.
         ModelBuildError: a model failed; names the model file (and the line on DuckDB).
             Nothing changed.
         DataCheckError: a check found offending rows; names them. Nothing changed.
     """
+    setting = configured_memory_limit()
+    ceiling = _Ceiling(
+        setting if not is_postgres_target(database) and is_auto(setting) else None
+    )
+    try:
+        return _build(database, sql_dir, threads=threads, full_refresh=full_refresh,
+                      ceiling=ceiling)
+    except (ModelBuildError, DataCheckError) as error:
+        if ceiling.setting is None or DUCKDB_OUT_OF_MEMORY_WORDS not in str(error):
+            raise
+        failed = ceiling.limit
+    # the failed attempt's transaction was rolled back: nothing of it is left
+    raised = raised_limit(failed)
+    note = (
+        f"DuckDB ran out of its memory ceiling ({failed}, duckdb_memory_limit = auto) in "
+        f"the model build: built again at {raised}"
+    )
+    logger.warning(note)
+    result = _build(database, sql_dir, threads=threads, full_refresh=full_refresh,
+                    ceiling=_Ceiling(None, fixed=raised))
+    return replace(result, notes=(note, *result.notes))
+
+
+@dataclass
+class _Ceiling:
+    """DuckDB's ceiling for one build attempt.
+
+    `setting` is `auto` when the attempt sizes its own ceiling (it opens at the floor and sets
+    it once it knows the build), None otherwise; `fixed` opens the connection at that ceiling
+    (a retry's); `limit` is the ceiling last set, for the retry to raise.
+    """
+
+    setting: str | None
+    fixed: str | None = None
+    limit: str = SMALL_LIMIT
+
+    def choose(self, warehouse: Warehouse, limit: str) -> None:
+        """Set the connection's ceiling to `limit` when this attempt sizes its own."""
+        if self.setting is None:
+            return
+        self.limit = limit
+        warehouse.execute(f"set memory_limit = '{limit}'")
+        logger.debug("building the models at DuckDB's memory ceiling %s", limit)
+
+
+def _build(
+    database: str | os.PathLike[str],
+    sql_dir: str | os.PathLike[str] | None,
+    *,
+    threads: int | None,
+    full_refresh: bool,
+    ceiling: _Ceiling,
+) -> BuildResult:
+    """One attempt at `build_models`, at the ceiling `ceiling` gives."""
     started = time.perf_counter()
     steps: dict[str, float] = {}
     step_started = started
@@ -133,7 +214,9 @@ def build_models(
     directory = Path(sql_dir) if sql_dir is not None else DEFAULT_SQL_DIR
     models = discover_models(directory)
     checks = discover_checks(directory, models)
-    with open_warehouse(database, threads=threads) as warehouse:
+    with open_warehouse(
+        database, threads=threads, light=ceiling.setting is not None, memory_limit=ceiling.fixed
+    ) as warehouse:
         # compile everything before touching the warehouse: an unportable model changes nothing
         compiled = {
             m.name: compile_sql(m.sql, warehouse.dialect, m.path) for m in models if m.sql
@@ -143,6 +226,8 @@ def build_models(
         # before the sync created these has none yet); no-op on DuckDB
         ensure_raw_indexes(warehouse)
         plan = plan_build(warehouse, models, checks, full_refresh=full_refresh)
+        if ceiling.setting is not None and plan.mode != "incremental":
+            ceiling.choose(warehouse, memory_limit_for(ceiling.setting, database))
         step("discover, compile and plan")
         with warehouse.transaction():
             for schema in sorted({m.schema for m in models}):
@@ -154,6 +239,9 @@ def build_models(
                 high_water = high_water_mark(warehouse, previous_mark or "")
                 incremental = IncrementalBuild(warehouse, models, previous_mark)
                 changed = _guarded(incremental.detect_changes)
+                if ceiling.setting is not None:
+                    vectors = _guarded(lambda: _changed_vectors(warehouse, models))
+                    ceiling.choose(warehouse, night_limit(ceiling.setting, database, vectors))
             else:
                 high_water = high_water_mark(warehouse)
                 if warehouse.dialect != "duckdb":
@@ -230,6 +318,24 @@ def _build_incrementally(
     except EngineError as error:
         raise _model_error(model, error, warehouse.dialect) from error
     _build_one(warehouse, model, sql)
+
+
+def _changed_vectors(warehouse: Warehouse, models: list[Model]) -> int:
+    """The vectors of the tables keyed by record that hold the changed records' rows: the
+    rows the build deletes and writes again (`vectors.py`)."""
+    tables = [
+        m.relation for m in models
+        if m.kind == "table" and m.unique_key is not None and m.unique_key.column == ROOT_KEY
+    ]
+    if not tables:
+        return 0
+    counts = " + ".join(
+        f"(select count(distinct rowid // {VECTOR_ROWS}) from {table} "
+        f"where {ROOT_KEY} in (select {ROOT_KEY} from {CHANGED_RECORDS}))"
+        for table in tables
+    )
+    result = warehouse.query(f"select {counts}")
+    return int(result.rows[0][0] or 0) if result.rows else 0
 
 
 def _guarded(step: Callable[[], T]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import pytest
 from pipelines.config import resolve_database
 from pipelines.errors import ConfigError, DataCheckError, ModelBuildError
 from pipelines.warehouse import database as database_module
+from pipelines.warehouse import memory
 from pipelines.warehouse.database import DEFAULT_SQL_DIR, set_connection_defaults
 from pipelines.warehouse.models import discover_models
 from pipelines.warehouse.runner import build_models
 from tests.warehouse.rawdata import sms, write_raw
+from tests.warehouse.test_incremental import load_a_night, synced_world
 
 # sync_freshness reports hours as of the build's own clock (built_at = now()): it changes on
 # every build by design, so the identical-rebuild comparison leaves it out.
@@ -134,20 +137,23 @@ def test_a_stored_order_must_name_columns(tmp_path: Path) -> None:
         discover_models(sql_dir)
 
 
+#: A mart that needs more memory than 8MB: exact percentiles keep every value in memory, and
+#: 5M doubles cannot fit.
+HUNGRY_MART = (
+    "-- depends_on: analytics.fct_sms_message\n"
+    "select quantile_cont(i + messages.sendsms_id, 0.5) as middle\n"
+    "from range(5000000) as r(i)\n"
+    "cross join (select min(sendsms_id) as sendsms_id from analytics.fct_sms_message)"
+    " as messages\n"
+)
+
+
 def test_a_model_out_of_memory_names_the_setting_to_raise(
     fresh_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A model that needs more than DuckDB's ceiling is not a broken model: the advice names
     the memory setting, not the SQL."""
-    # exact percentiles keep every value in memory: 5M doubles cannot fit in 8MB
-    before, sql_dir = built_with_a_new_mart(
-        fresh_db, tmp_path, "zz_hungry",
-        "-- depends_on: analytics.fct_sms_message\n"
-        "select quantile_cont(i + messages.sendsms_id, 0.5) as middle\n"
-        "from range(5000000) as r(i)\n"
-        "cross join (select min(sendsms_id) as sendsms_id from analytics.fct_sms_message)"
-        " as messages\n",
-    )
+    before, sql_dir = built_with_a_new_mart(fresh_db, tmp_path, "zz_hungry", HUNGRY_MART)
     monkeypatch.setattr(database_module, "_connection_defaults", {})
     set_connection_defaults(memory_limit="8MB", threads=None)
     with pytest.raises(ModelBuildError) as caught:
@@ -162,6 +168,64 @@ def test_a_model_out_of_memory_names_the_setting_to_raise(
     ), message
     assert "Fix the model" not in message
     assert snapshot(fresh_db) == before
+
+
+def test_a_build_out_of_its_auto_ceiling_is_built_again_once_at_a_larger_one(
+    fresh_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `auto`, a build that runs out of the ceiling it chose is rolled back and built
+    again at a larger one: the night goes on, and the build's summary says what happened."""
+    before, sql_dir = built_with_a_new_mart(fresh_db, tmp_path, "zz_hungry", HUNGRY_MART)
+    monkeypatch.setattr(database_module, "_connection_defaults", {})
+    set_connection_defaults(memory_limit="auto", threads=None)
+    monkeypatch.setattr(memory, "SMALL_LIMIT", "8MB")  # what `auto` gives this small file
+    result = build_models(fresh_db, sql_dir)
+    note = (
+        "DuckDB ran out of its memory ceiling (8MB, duckdb_memory_limit = auto) in the model "
+        f"build: built again at {memory.LARGE_LIMIT}"
+    )
+    assert result.notes[:1] == (note,), result.notes
+    assert note in result.summary()
+    with duckdb.connect(str(fresh_db), read_only=True) as connection:
+        assert connection.execute("select count(*) from analytics.zz_hungry").fetchall() == [(1,)]
+    after = snapshot(fresh_db)
+    assert after.pop("zz_hungry")
+    assert after == before
+
+    # a second build runs out again (the same mart, rebuilt whole): the same note, once;
+    # with a fixed ceiling nothing is retried (the test above)
+    assert build_models(fresh_db, sql_dir, full_refresh=True).notes[:1] == (note,)
+
+
+def test_an_incremental_build_under_auto_is_sized_by_the_vectors_of_the_changed_records(
+    sync_env: Path, simulator_factory, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The night's build takes the floor plus room for each vector of the marts keyed by
+    record that holds a changed record (never more than the file's share); a full build, the
+    file's share."""
+    sim = synced_world(simulator_factory, capsys)
+    load_a_night(sim, capsys)
+    monkeypatch.setattr(database_module, "_connection_defaults", {})
+    set_connection_defaults(memory_limit="auto", threads=None)
+    monkeypatch.setattr(memory, "FILE_SHARE", 0.000001)  # this file's share is then the cap
+    monkeypatch.setattr(memory, "MARKER_BYTES_PER_VECTOR", 50_000_000)
+    caplog.set_level(logging.DEBUG, logger="pipelines.warehouse.runner")
+
+    def ceilings() -> list[str]:
+        chosen = [
+            r.getMessage().rsplit(" ", 1)[-1] for r in caplog.records
+            if r.getMessage().startswith("building the models at DuckDB's memory ceiling")
+        ]
+        caplog.clear()
+        return chosen
+
+    assert build_models(sync_env).mode == "incremental"
+    # the 1,200-record world's fct_sms_message and int_sms_campaign_detail_inputs each lie in
+    # one vector, and the night changed rows of both: 64MB + 2 x 50MB
+    assert ceilings() == ["164MB"]
+    assert build_models(sync_env, full_refresh=True).mode == "full"
+    assert ceilings() == [memory.LARGE_LIMIT]
 
 
 def test_a_failing_check_names_it_shows_rows_and_rolls_back(
