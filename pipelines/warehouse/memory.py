@@ -144,7 +144,7 @@ def night_limit(setting: str, database: str | os.PathLike[str], vectors: int) ->
         setting: `duckdb_memory_limit` as configured: `auto` or a DuckDB size.
         database: the DuckDB file the step writes to.
         vectors: the 2,048-row vectors holding the rows the step deletes
-            (`vectors.vectors_holding`).
+            (`vectors.vectors_holding_sql`).
     """
     if not is_auto(setting):
         return setting

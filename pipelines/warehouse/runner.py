@@ -45,7 +45,6 @@ from pipelines.warehouse.incremental import (
 from pipelines.warehouse.memory import (
     DUCKDB_OUT_OF_MEMORY_WORDS,
     SMALL_LIMIT,
-    VECTOR_ROWS,
     is_auto,
     memory_limit_for,
     night_limit,
@@ -58,6 +57,7 @@ from pipelines.warehouse.models import (
     discover_models,
 )
 from pipelines.warehouse.pg_indexes import create_model_indexes, ensure_raw_indexes
+from pipelines.warehouse.vectors import vectors_holding_sql
 
 logger = logging.getLogger(__name__)
 
@@ -327,14 +327,9 @@ def _changed_vectors(warehouse: Warehouse, models: list[Model]) -> int:
         m.relation for m in models
         if m.kind == "table" and m.unique_key is not None and m.unique_key.column == ROOT_KEY
     ]
-    if not tables:
-        return 0
-    counts = " + ".join(
-        f"(select count(distinct rowid // {VECTOR_ROWS}) from {table} "
-        f"where {ROOT_KEY} in (select {ROOT_KEY} from {CHANGED_RECORDS}))"
-        for table in tables
+    result = warehouse.query(
+        vectors_holding_sql(CHANGED_RECORDS, ROOT_KEY, [(t, ROOT_KEY) for t in tables])
     )
-    result = warehouse.query(f"select {counts}")
     return int(result.rows[0][0] or 0) if result.rows else 0
 
 

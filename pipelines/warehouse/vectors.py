@@ -18,24 +18,33 @@ from collections.abc import Sequence
 from pipelines.warehouse.database import RAW_SCHEMA
 from pipelines.warehouse.memory import VECTOR_ROWS
 
-#: The raw tables a night deletes from, and the column naming each row's record.
-RAW_RECORD_COLUMNS = (("sendsms", "id"), ("sendsms_events", "sendsms_id"))
+#: The raw tables a night's load deletes from, and the column naming each row's record.
+RAW_RECORD_COLUMNS = (
+    (f"{RAW_SCHEMA}.sendsms", "id"),
+    (f"{RAW_SCHEMA}.sendsms_events", "sendsms_id"),
+)
 
 
-def vectors_holding_sql(ids: str, id_column: str) -> str:
-    """A DuckDB query of one row and column: the vectors of the raw tables holding the records
+def vectors_holding_sql(
+    ids: str,
+    id_column: str,
+    tables: Sequence[tuple[str, str]] = RAW_RECORD_COLUMNS,
+) -> str:
+    """A DuckDB query of one row and column: the vectors of `tables` holding the records
     whose ids the relation `ids` lists in `id_column`.
 
     Args:
         ids: a table name or a table function (`read_parquet([...])`) listing record ids.
         id_column: the column of `ids` holding them.
+        tables: (qualified table, its column naming the record) pairs; the raw tables a
+            night's load deletes from by default.
     """
     counts = [
-        f"(select count(distinct rowid // {VECTOR_ROWS}) from {RAW_SCHEMA}.{table} "
+        f"(select count(distinct rowid // {VECTOR_ROWS}) from {table} "
         f"where {column} in (select {id_column} from {ids}))"
-        for table, column in RAW_RECORD_COLUMNS
+        for table, column in tables
     ]
-    return "select " + " + ".join(counts)
+    return "select " + (" + ".join(counts) if counts else "0")
 
 
 def parquet_ids(paths: Sequence[str]) -> str:
